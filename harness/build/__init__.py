@@ -1,0 +1,1 @@
+"""Build stage: the workload binary and the shared cache every form builds into."""

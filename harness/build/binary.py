@@ -1,0 +1,88 @@
+"""Compile a workload once into the one binary every form packages.
+
+The binary is cached by the hash of its sources, the shared headers, the
+compiler's version and the flags, so every form of a run (and every later run)
+gets the very same file with the same sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.build import elf
+from harness.build.cache import Cache, digest
+from harness.errors import BuildFailed, Unavailable, tail
+from harness.workloads import Workload
+
+LINK_FLAGS = {
+    # static-pie: Unikraft's ELF loader needs a position-independent executable.
+    "static-pie": ["-static-pie", "-fPIE"],
+    "static": ["-static", "-no-pie"],
+    "dynamic": [],
+}
+BASE_CFLAGS = ["-O2", "-s", "-Wall"]
+
+
+@dataclass(frozen=True)
+class Binary:
+    workload: str
+    path: Path
+    sha256: str
+    size_bytes: int
+    compiler: str
+    flags: tuple[str, ...]
+    info: elf.ElfInfo
+
+
+def compiler_for(link: str) -> str:
+    """musl-gcc for static builds (small, no glibc NSS surprises); gcc for dynamic."""
+    cc = "gcc" if link == "dynamic" else "musl-gcc"
+    if shutil.which(cc) is None:
+        pkg = "gcc" if cc == "gcc" else "musl-tools"
+        raise Unavailable(f"{cc} not found: install it (apt-get install {pkg})")
+    return cc
+
+
+def compiler_version(cc: str) -> str:
+    out = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False)
+    return (out.stdout.splitlines() or ["unknown"])[0]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build(workload: Workload, cache: Cache) -> Binary:
+    """Compile (or fetch from the cache) the workload's binary."""
+    cc = compiler_for(workload.link)
+    flags = tuple(BASE_CFLAGS + LINK_FLAGS[workload.link] + list(workload.cflags))
+    common = sorted((workload.directory.parent / "common").glob("*.h"))
+    key = digest(compiler_version(cc), " ".join(flags), *workload.source_paths(), *common)[:24]
+    with cache.entry("bin", key) as entry:
+        if not entry.hit:
+            assert entry.work is not None
+            out = entry.work / workload.name
+            cmd = [cc, *flags, "-o", str(out), *map(str, workload.source_paths())]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise BuildFailed(
+                    f"compiling {workload.name} failed ({' '.join(cmd)}):\n{tail(proc.stderr)}"
+                )
+        path = entry.path / workload.name
+    return Binary(
+        workload=workload.name,
+        path=path,
+        sha256=sha256_file(path),
+        size_bytes=path.stat().st_size,
+        compiler=cc,
+        flags=flags,
+        info=elf.inspect(path),
+    )

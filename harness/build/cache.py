@@ -1,0 +1,95 @@
+"""A content-addressed build cache with atomic, locked entries.
+
+Each entry is a folder named by a key (a hash of everything that went into
+it). It is built in a temporary sibling folder and renamed into place, under
+an exclusive file lock, so two runs at once never see half an entry and never
+build the same thing twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("HARNESS_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg or Path.home() / ".cache") / "harness"
+
+
+def digest(*parts: bytes | str | Path) -> str:
+    """sha256 over strings, bytes and file contents, in order."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            h.update(part.name.encode())
+            h.update(part.read_bytes())
+        elif isinstance(part, str):
+            h.update(part.encode())
+        else:
+            h.update(part)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+@dataclass
+class Entry:
+    """A cache entry being looked up or filled."""
+
+    path: Path
+    hit: bool
+    work: Path | None = None
+
+
+@dataclass
+class Cache:
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    def dir(self, kind: str) -> Path:
+        d = self.root / kind
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    @contextmanager
+    def lock(self, kind: str, key: str) -> Iterator[None]:
+        """An exclusive lock on one key, held while it is looked up and built."""
+        lock_path = self.dir(kind) / f".{key}.lock"
+        with open(lock_path, "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextmanager
+    def entry(self, kind: str, key: str) -> Iterator[Entry]:
+        """Look up kind/key; on a miss, give a work folder that becomes the entry on success.
+
+        The caller fills `entry.work` when `entry.hit` is false. If the block
+        raises, the work folder is removed and nothing is cached.
+        """
+        final = self.dir(kind) / key
+        with self.lock(kind, key):
+            if final.is_dir():
+                yield Entry(path=final, hit=True)
+                return
+            work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.dir(kind)))
+            try:
+                yield Entry(path=final, hit=False, work=work)
+                os.replace(work, final)
+            finally:
+                if work.exists():
+                    shutil.rmtree(work, ignore_errors=True)

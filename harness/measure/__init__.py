@@ -1,0 +1,1 @@
+"""Measure stage: readiness probes and memory figures, shared by the forms."""
