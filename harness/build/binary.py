@@ -25,6 +25,7 @@ LINK_FLAGS = {
     "dynamic": [],
 }
 BASE_CFLAGS = ["-O2", "-s", "-Wall"]
+MUSL_LIB = Path("/usr/lib/x86_64-linux-musl")
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,16 @@ def build(workload: Workload, cache: Cache) -> Binary:
         if not entry.hit:
             assert entry.work is not None
             out = entry.work / workload.name
-            cmd = [cc, *flags, "-o", str(out), *map(str, workload.source_paths())]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise BuildFailed(
-                    f"compiling {workload.name} failed ({' '.join(cmd)}):\n{tail(proc.stderr)}"
-                )
+            if workload.link == "static-pie":
+                commands = static_pie_commands(workload, flags, out, entry.work)
+            else:
+                commands = [[cc, *flags, "-o", str(out), *map(str, workload.source_paths())]]
+            for cmd in commands:
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    raise BuildFailed(
+                        f"compiling {workload.name} failed ({' '.join(cmd)}):\n{tail(proc.stderr)}"
+                    )
         path = entry.path / workload.name
     return Binary(
         workload=workload.name,
@@ -86,3 +91,34 @@ def build(workload: Workload, cache: Cache) -> Binary:
         flags=flags,
         info=elf.inspect(path),
     )
+
+
+def _gcc_file(name: str) -> str:
+    return subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def static_pie_commands(workload: Workload, flags: tuple[str, ...], out: Path, work: Path) -> list[list[str]]:
+    """Compile with musl-gcc, then link a static PIE by hand.
+
+    Debian's musl-gcc specs always pass a dynamic linker and start from
+    Scrt1.o, so `musl-gcc -static-pie` yields a dynamic binary. A static PIE
+    needs musl's self-relocating rcrt1.o and no interpreter.
+    """
+    if not (MUSL_LIB / "rcrt1.o").is_file():
+        raise Unavailable(f"musl's rcrt1.o not found in {MUSL_LIB}: apt-get install musl-dev musl-tools")
+    compile_flags = [f for f in flags if f not in ("-static-pie", "-s")]
+    objects = [work / (Path(src).stem + ".o") for src in workload.sources]
+    commands = [
+        ["musl-gcc", *compile_flags, "-c", "-o", str(obj), str(src)]
+        for obj, src in zip(objects, workload.source_paths())
+    ]
+    libgcc = subprocess.run(["gcc", "-print-libgcc-file-name"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    commands.append([
+        "gcc", "-static-pie", "-nostdlib", "-nostartfiles", "-s", "-o", str(out),
+        str(MUSL_LIB / "rcrt1.o"), str(MUSL_LIB / "crti.o"), _gcc_file("crtbeginS.o"),
+        *map(str, objects), f"-L{MUSL_LIB}", "-lc", libgcc, _gcc_file("crtendS.o"),
+        str(MUSL_LIB / "crtn.o"),
+    ])
+    return commands

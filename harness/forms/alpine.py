@@ -1,0 +1,97 @@
+"""The Alpine form: the workload binary on an Alpine base image.
+
+No registry may be reachable, so the base is found in this order: the engine
+already has it; a pull with a short timeout; when the user allows stand-ins,
+an Alpine-like base built offline from Debian packages and marked as such on
+every figure. Otherwise the cell is unavailable, with the fix.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import docker
+from docker.errors import DockerException
+from requests.exceptions import RequestException
+
+from harness.build import image, standin
+from harness.errors import Unavailable
+from harness.forms.base import Context
+from harness.forms.container import ContainerForm
+from harness.run import engine
+
+DEFAULT_BASE = "alpine:3.20"
+STANDIN_REPO = "harness/alpine-standin"
+PULL_TIMEOUT_S = 15
+
+
+class AlpineForm(ContainerForm):
+    name = "alpine"
+    recipe = "alpine.Dockerfile"
+
+    def __init__(self) -> None:
+        self._resolved: tuple[str | None, dict[str, Any]] | None = None
+
+    def base(self, ctx: Context) -> tuple[str | None, dict[str, Any]]:
+        """Resolved once per run, so a failed pull is not retried for every workload."""
+        if self._resolved is None:
+            self._resolved = self._resolve(ctx)
+        return self._resolved[0], dict(self._resolved[1])
+
+    def _resolve(self, ctx: Context) -> tuple[str | None, dict[str, Any]]:
+        ref = ctx.options.get("alpine_base", DEFAULT_BASE)
+        client = engine.client()
+        if image.exists(client, ref):
+            return ref, {"base": ref, "stand_in": False}
+        pull_error = _try_pull(ref, ctx)
+        if pull_error is None:
+            return ref, {"base": ref, "stand_in": False, "pulled": True}
+        if not ctx.allow_standins:
+            raise Unavailable(
+                f"base {ref} is not in the engine and cannot be pulled ({pull_error}); import an "
+                f"Alpine minirootfs with `harness bases import {ref} ROOTFS.tar.gz`, "
+                f"or pass --allow-stand-ins"
+            )
+        standin_ref = ensure_standin(client, ctx)
+        return standin_ref, {
+            "base": standin_ref,
+            "stand_in": True,
+            "stand_in_for": ref,
+            "stand_in_note": standin.NOTE,
+        }
+
+
+def _try_pull(ref: str, ctx: Context) -> str | None:
+    """Pull ref with a short timeout; the error text, or None on success."""
+    repo, _, tag = ref.partition(":")
+    ctx.progress(f"alpine: {ref} not in the engine; trying to pull it ({PULL_TIMEOUT_S} s limit)")
+    try:
+        short = docker.from_env(timeout=PULL_TIMEOUT_S)
+        try:
+            short.images.pull(repo, tag=tag or "latest")
+        finally:
+            short.close()
+        return None
+    except (DockerException, RequestException, OSError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"pull failed: {text[:120]}"
+
+
+def ensure_standin(client: docker.DockerClient, ctx: Context) -> str:
+    """Import the stand-in base once per recipe; its tag carries the recipe key."""
+    files = standin.locate()
+    ref = f"{STANDIN_REPO}:{standin.key(files)}"
+    if image.exists(client, ref):
+        return ref
+    ctx.progress(f"alpine: building the offline stand-in base {ref}")
+    data = standin.rootfs_tar(files)
+    repo, tag = ref.split(":")
+    try:
+        client.api.import_image_from_data(
+            io.BytesIO(data).getvalue(), repository=repo, tag=tag,
+            changes=['CMD ["/bin/sh"]', "LABEL harness.stand_in=1"],
+        )
+    except (DockerException, RequestException) as exc:
+        raise Unavailable(f"could not import the Alpine stand-in base: {exc}") from None
+    return ref

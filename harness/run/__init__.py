@@ -1,0 +1,1 @@
+"""Run stage: the matrix, the engine and VMM drivers, and the runner that walks the cells."""
