@@ -1,0 +1,1 @@
+"""Analyse stage: statistics over the raw samples kept in a results file."""

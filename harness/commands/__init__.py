@@ -1,0 +1,1 @@
+"""One module per subcommand: each adds its parser and a pure function tests can call."""

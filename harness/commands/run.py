@@ -1,0 +1,98 @@
+"""`harness run`: build and boot the matrix, record results, print the table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness import forms as form_registry
+from harness.build.cache import default_cache_dir
+from harness.errors import UsageError
+from harness.record import results as results_file
+from harness.render.table import render_markdown
+from harness.run import engine
+from harness.run import matrix as matrix_mod
+from harness.run.runner import Interrupted, RunSettings, run
+from harness.units import parse_size
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="build and boot workloads in each form; measure size, boot time, memory",
+        description="Build each workload once into a static binary, package it in each form, boot "
+                    "each form --reps times (after --warmup boots kept apart), and record size, "
+                    "boot time and memory in results.json; then print the table.",
+        epilog="matrix SPEC:\n" + matrix_mod.HELP
+               + "\nforms: " + ", ".join(form_registry.ORDER)
+               + "; groups: " + ", ".join(f"{k} = {','.join(v)}" for k, v in form_registry.GROUPS.items())
+               + "\n\nexit codes: 0 every cell ok or unavailable here, 1 some cell failed, "
+                 "2 bad input, 130 interrupted",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--matrix", required=True, metavar="SPEC", help="what to run, e.g. all, hello:scratch,alpine")
+    p.add_argument("--reps", type=int, default=5, help="measured boots per cell (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="warm-up boots per cell, stored apart (default 1)")
+    p.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
+                   help="per-boot limit to readiness (default 180; TCG-emulated VMs are slow)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="run folder (default results/<UTC timestamp>/); never overwritten")
+    p.add_argument("--allow-stand-ins", action="store_true",
+                   help="when the Alpine base cannot be had, build a marked Alpine-like stand-in "
+                        "from Debian packages instead of reporting alpine unavailable")
+    p.add_argument("--alpine-base", default=None, metavar="REF", help="Alpine base image (default alpine:3.20)")
+    p.add_argument("--memory", default=None, metavar="SIZE",
+                   help="guest memory for VM and unikernel forms, with a unit (e.g. 512Mi); forms have defaults")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                   help="QEMU accelerator: auto probes whether KVM really boots a guest, else TCG")
+    p.add_argument("--lupine-kernel", choices=("specialised", "cloud"), default="specialised",
+                   help="kernel of the lupine form: one built for the workload, or Debian's cloud kernel")
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                   help="build cache (default $HARNESS_CACHE or ~/.cache/harness)")
+    p.add_argument("--builds", type=Path, default=None, metavar="DIR", help="workload definitions (default builds/)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=main)
+
+
+def validate(args: argparse.Namespace) -> RunSettings:
+    """Check every input before anything is built; UsageError names the fix."""
+    if args.reps < 1:
+        raise UsageError(f"--reps must be at least 1 (got {args.reps})")
+    if args.warmup < 0:
+        raise UsageError(f"--warmup must be 0 or more (got {args.warmup})")
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds (got {args.timeout:g})")
+    if args.builds is not None and not args.builds.is_dir():
+        raise UsageError(f"--builds {args.builds} is not a folder")
+    cells = matrix_mod.parse(args.matrix, args.builds)
+    if not cells:
+        raise UsageError(f"--matrix {args.matrix!r} selects nothing; try --matrix all")
+    options: dict = {"accel": args.accel, "lupine_kernel": args.lupine_kernel}
+    if args.memory is not None:
+        options["memory"] = parse_size(args.memory, "--memory")
+    if args.alpine_base:
+        options["alpine_base"] = args.alpine_base
+    if any(form_registry.get(c.form).family == "container" for c in cells) and not engine.reachable():
+        raise UsageError(engine.engine_hint())
+    return RunSettings(
+        cells=cells, out_dir=args.out or Path("results"), cache_dir=args.cache or default_cache_dir(),
+        reps=args.reps, warmup=args.warmup, timeout_s=args.timeout, allow_standins=args.allow_stand_ins,
+        builds_dir=args.builds, options=options, matrix_spec=args.matrix, quiet=args.quiet,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = validate(args)
+    run_dir = results_file.claim_out_dir(args.out) if args.out else results_file.new_run_dir(settings.out_dir)
+    path = run_dir / results_file.FILENAME
+    try:
+        res = run(settings, path)
+    except Interrupted:
+        print(f"interrupted; finished cells are in {path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(render_markdown(res.to_json()))
+    print(f"results: {path}", file=sys.stderr)
+    return EXIT_FAILED if any(c["status"] == "failed" for c in res.cells) else EXIT_OK

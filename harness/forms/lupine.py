@@ -1,0 +1,305 @@
+"""The Lupine-style Linux unikernel: a kernel specialised for one application.
+
+The artifact is a kernel (harness.build.kernel: tinyconfig + builds/lupine/,
+or Debian's cloud kernel) and an initramfs holding only /init = the workload
+binary, byte for byte, plus the /dev/console node the kernel opens for init's
+stdio. It boots under QEMU (harness.run.qemu) by direct kernel boot on
+-M microvm with ACPI off.
+
+Where a boot starts and stops: spawn of QEMU -> first console byte -> the
+kernel's "Run /init as init process" line (printed just before it execs init)
+-> readiness (the workload's console line, or HTTP 200 through a forwarded
+port). boot_s is spawn -> readiness; teardown is excluded. The specialised
+kernel has no ACPI, so the guest halts rather than powers off; the harness
+quits QEMU over QMP after measuring (builds/lupine/README.md).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from harness.build import elf, kernel
+from harness.build.binary import Binary
+from harness.build.cache import Cache, digest
+from harness.errors import BootFailed, Unavailable, UsageError
+from harness.forms.base import Artifact, Context, Sample
+from harness.measure import readiness
+from harness.measure.memory import process_memory
+from harness.run import qemu
+from harness.units import mebibytes
+from harness.workloads import Workload
+
+DEFAULT_MEMORY_BYTES = 64 * 1024**2
+DEFAULT_MACHINE = "microvm"
+# QEMU user networking always gives the guest this address and gateway.
+GUEST_IP = "10.0.2.15::10.0.2.2:255.255.255.0::eth0:off"
+INIT_MARKER = "Run /init as init process"
+PANIC_MARKER = "Kernel panic - not syncing"
+HALT_MARKER = "reboot: System halted"
+MEMINFO_RE = re.compile(r"harness-meminfo total=(\d+) available=(\d+)")
+MEMINFO_WAIT_S = 5.0
+INITRAMFS_RECIPE = "newc uncompressed: dev/, dev/console c 5 1, init; v1"
+POWEROFF = {
+    "specialised": "halt+qmp-quit",  # no ACPI: reboot(RB_POWER_OFF) halts; the harness quits QEMU
+    "cloud": "qmp-quit",  # ACPI is off on microvm, so the cloud kernel halts as well
+}
+
+
+# --- initramfs ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpioEntry:
+    """One member of a newc archive: a directory, a device node or a regular file."""
+
+    name: str
+    mode: int
+    data: bytes = b""
+    rdev_major: int = 0
+    rdev_minor: int = 0
+
+
+def newc_archive(entries: list[CpioEntry]) -> bytes:
+    """An uncompressed newc ("070701") cpio archive, reproducible (owner 0, mtime 0).
+
+    The kernel unpacks this format into the initramfs root; headers and data
+    are padded to 4 bytes as the format requires.
+    """
+    out = bytearray()
+
+    def put(ino: int, e: CpioEntry) -> None:
+        name = e.name.encode() + b"\0"
+        nlink = 2 if e.mode & 0o170000 == 0o040000 else 1
+        fields = (ino, e.mode, 0, 0, nlink, 0, len(e.data), 0, 0,
+                  e.rdev_major, e.rdev_minor, len(name), 0)
+        out.extend(b"070701" + b"".join(b"%08X" % f for f in fields) + name)
+        out.extend(b"\0" * (-len(out) % 4))
+        out.extend(e.data)
+        out.extend(b"\0" * (-len(out) % 4))
+
+    for ino, entry in enumerate(entries, start=1):
+        put(ino, entry)
+    put(0, CpioEntry("TRAILER!!!", 0))
+    return bytes(out)
+
+
+def read_newc(data: bytes) -> dict[str, CpioEntry]:
+    """Members of a newc archive by name (for checks and tests)."""
+    members: dict[str, CpioEntry] = {}
+    pos = 0
+    while pos < len(data):
+        if data[pos:pos + 6] != b"070701":
+            raise ValueError(f"bad newc magic at offset {pos}")
+        f = [int(data[pos + 6 + 8 * i: pos + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, rmaj, rmin, namesize = f[1], f[6], f[9], f[10], f[11]
+        start = pos + 110
+        name = data[start:start + namesize - 1].decode()
+        pos = start + namesize
+        pos += -pos % 4
+        body = data[pos:pos + size]
+        pos += size
+        pos += -pos % 4
+        if name == "TRAILER!!!":
+            break
+        members[name] = CpioEntry(name, mode, body, rmaj, rmin)
+    return members
+
+
+def initramfs_entries(init: bytes) -> list[CpioEntry]:
+    """Nothing but /init and the console node init's stdin/stdout/stderr are opened on."""
+    return [
+        CpioEntry("dev", 0o040755),
+        CpioEntry("dev/console", 0o020600, rdev_major=5, rdev_minor=1),
+        CpioEntry("init", 0o100755, init),
+    ]
+
+
+def build_initramfs(binary: Binary, cache: Cache) -> tuple[Path, bool]:
+    """The initramfs for this binary, from the cache or written into it; (path, cached)."""
+    elf.require_self_contained(binary.path, binary.info, "a one-file initramfs")
+    key = digest(binary.sha256, INITRAMFS_RECIPE)[:24]
+    with cache.entry("lupine-initramfs", key) as entry:
+        if not entry.hit:
+            assert entry.work is not None
+            data = newc_archive(initramfs_entries(binary.path.read_bytes()))
+            (entry.work / "initramfs.cpio").write_bytes(data)
+        hit = entry.hit
+    return entry.path / "initramfs.cpio", hit
+
+
+# --- the form -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Built:
+    """The form's private handle: what boot() needs."""
+
+    kernel: kernel.Kernel
+    initramfs: Path
+
+
+def _kernel_kind(ctx: Context) -> str:
+    kind = ctx.options.get("lupine_kernel", "specialised")
+    if kind not in kernel.KINDS:
+        raise UsageError(f"lupine_kernel must be one of {', '.join(kernel.KINDS)}, not {kind!r}")
+    return kind
+
+
+def _tag(ctx: Context) -> str:
+    return f"lupine-{ctx.run_id}"
+
+
+def kernel_append(workload: Workload) -> str:
+    """The kernel command line: serial console, panic exits QEMU, static address if networked."""
+    parts = ["console=ttyS0", "panic=-1", "rdinit=/init"]
+    if workload.port is not None:
+        parts.append(f"ip={GUEST_IP}")
+    return " ".join(parts)
+
+
+def guest_used_bytes(lines: list[qemu.ConsoleLine]) -> tuple[int | None, int | None]:
+    """(MemTotal, MemTotal - MemAvailable) from the guest's harness-meminfo line, if seen."""
+    for line in lines:
+        m = MEMINFO_RE.search(line.text)
+        if m:
+            total, available = int(m.group(1)), int(m.group(2))
+            return total, total - available
+    return None, None
+
+
+class LupineForm:
+    name: ClassVar[str] = "lupine"
+    family: ClassVar[str] = "unikernel"
+
+    def check(self, ctx: Context) -> None:
+        qemu.qemu_version()
+        if _kernel_kind(ctx) == "specialised":
+            kernel.source_version()
+            kernel.check_build_tools()
+        elif shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+            raise Unavailable("apt-get/dpkg not found: the cloud kernel comes from Debian's archive")
+
+    def build(self, workload: Workload, binary: Binary, ctx: Context) -> Artifact:
+        elf.require_host_machine(binary.path, binary.info)
+        elf.require_self_contained(binary.path, binary.info, "a one-file initramfs")
+        kind = _kernel_kind(ctx)
+        kern = kernel.ensure(kind, ctx.cache, ctx.progress)
+        if workload.port is not None and kern.config is not None:
+            options = kernel.parse_config(kern.config.read_text(errors="replace"))
+            if options.get("CONFIG_VIRTIO_NET", "n") != "y":
+                raise Unavailable(
+                    f"the {kind} kernel {kern.version} has virtio-net as "
+                    f"{options.get('CONFIG_VIRTIO_NET', 'n')!r}, not built in; a one-file "
+                    f"initramfs cannot load modules, so {workload.name} gets no network")
+        initramfs, initramfs_cached = build_initramfs(binary, ctx.cache)
+        kernel_bytes = kern.size_bytes
+        initramfs_bytes = initramfs.stat().st_size
+        details: dict[str, Any] = {
+            **kern.details(),
+            "kernel_format": "bzImage",
+            "initramfs": "newc cpio, uncompressed: /init + /dev/console",
+            "init_sha256": binary.sha256,
+            "initramfs_cached": initramfs_cached,
+            "poweroff": POWEROFF[kind],
+        }
+        return Artifact(
+            size={"artifact_bytes": kernel_bytes + initramfs_bytes, "kernel_bytes": kernel_bytes,
+                  "initramfs_bytes": initramfs_bytes, "binary_bytes": binary.size_bytes},
+            details=details,
+            handle=Built(kern, initramfs),
+            cached=kern.cached and initramfs_cached,
+        )
+
+    def _spec(self, built: Built, workload: Workload, ctx: Context,
+              forward: qemu.Forward | None) -> qemu.GuestSpec:
+        accel = qemu.probe_accelerator(ctx.cache, str(ctx.options.get("accel", "auto")))
+        memory = int(ctx.options.get("memory") or DEFAULT_MEMORY_BYTES)
+        machine = str(ctx.options.get("lupine_machine", DEFAULT_MACHINE))
+        # microvm describes virtio-mmio devices either in ACPI tables or on the
+        # kernel command line; the specialised kernel has no ACPI, so off.
+        extra = ["-M", "acpi=off"] if machine == "microvm" else []
+        return qemu.GuestSpec(
+            accel=accel, memory_mib=mebibytes(memory), machine=machine,
+            kernel=built.kernel.image, initrd=built.initramfs, append=kernel_append(workload),
+            forwards=[forward] if forward else [], extra_args=extra)
+
+    def boot(self, artifact: Artifact, workload: Workload, ctx: Context) -> Sample:
+        built: Built = artifact.handle
+        forward = None
+        if workload.readiness.type in ("http", "tcp"):
+            assert workload.port is not None
+            forward = qemu.Forward(readiness.free_port(), workload.port)
+        spec = self._spec(built, workload, ctx, forward)
+        deadline_s = ctx.timeout_s
+        with qemu.QemuProcess(spec, tag=_tag(ctx)) as q:
+            deadline = time.monotonic() + deadline_s
+            ready_t = self._wait_ready(q, workload, forward, deadline)
+            if ready_t is None:
+                raise BootFailed(self._failure(q, workload, deadline_s))
+            meminfo = q.wait_for(lambda s: MEMINFO_RE.search(s) is not None,
+                                 min(deadline, time.monotonic() + MEMINFO_WAIT_S))
+            vmm = process_memory(q.pid)
+            lines = q.lines()
+            details = {**q.details(), "kernel_kind": built.kernel.kind,
+                       "kernel_version": built.kernel.version,
+                       "kernel_config_hash": built.kernel.config_hash,
+                       "append": spec.append, "poweroff": POWEROFF[built.kernel.kind],
+                       "meminfo_seen": meminfo is not None}
+            if forward is not None:
+                details["forward"] = f"127.0.0.1:{forward.host_port}->{forward.guest_port}"
+        return self._sample(q, lines, ready_t, vmm, spec, details)
+
+    def _wait_ready(self, q: qemu.QemuProcess, workload: Workload, forward: qemu.Forward | None,
+                    deadline: float) -> float | None:
+        """The monotonic instant of readiness, or None (QEMU exited, panic or deadline)."""
+        r = workload.readiness
+        if r.type == "console":
+            hit = q.wait_for(lambda s: readiness.console_matches(r, s) or PANIC_MARKER in s, deadline)
+            if hit is None or PANIC_MARKER in hit.text:
+                return None
+            return hit.t
+        assert forward is not None
+        probe = readiness.network_probe(r, "127.0.0.1", forward.host_port)
+        # A network probe answers only once the guest is up; poll it while the
+        # guest lives and has not panicked (a panic makes QEMU exit: -no-reboot).
+        return readiness.poll(probe, deadline, still_alive=q.alive, interval_s=0.02)
+
+    def _failure(self, q: qemu.QemuProcess, workload: Workload, timeout_s: float) -> str:
+        if q.alive():
+            why = f"no readiness ({workload.readiness.type}) within {timeout_s:.0f} s"
+        else:
+            why = f"QEMU exited (status {q.returncode}) before readiness"
+        return f"lupine guest failed: {why}; console tail:\n{q.tail(15)}"
+
+    def _sample(self, q: qemu.QemuProcess, lines: list[qemu.ConsoleLine], ready_t: float,
+                vmm: Any, spec: qemu.GuestSpec, details: dict[str, Any]) -> Sample:
+        assert q.spawn_t is not None
+        spawn = q.spawn_t
+        phases: dict[str, float] = {}
+        first = q.first_byte_t
+        init = next((ln.t for ln in lines if INIT_MARKER in ln.text), None)
+        if first is not None and first <= ready_t:
+            phases["spawn_to_first_output_s"] = first - spawn
+            if init is not None and first <= init <= ready_t:
+                phases["kernel_s"] = init - first
+                phases["init_to_ready_s"] = ready_t - init
+        details["init_marker"] = INIT_MARKER if init is not None else None
+        total, used = guest_used_bytes(lines)
+        memory: dict[str, int | None] = {
+            "vmm_pss_bytes": vmm.pss_bytes,
+            "vmm_rss_bytes": vmm.rss_bytes,
+            "guest_configured_bytes": spec.memory_mib * 1024**2,
+            "guest_total_bytes": total,
+            "guest_used_bytes": used,
+        }
+        headline = vmm.pss_bytes if vmm.pss_bytes is not None else vmm.rss_bytes
+        return Sample(boot_s=ready_t - spawn, memory_bytes=headline, phases=phases,
+                      memory=memory, details=details)
+
+    def cleanup(self, ctx: Context) -> None:
+        qemu.kill_all(_tag(ctx))

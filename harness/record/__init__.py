@@ -1,0 +1,1 @@
+"""Record stage: results files (versioned schema, atomic writes) and environment metadata."""

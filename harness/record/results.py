@@ -1,0 +1,133 @@
+"""The results file: one JSON document per run, versioned, written atomically.
+
+Contract (schema_version 1): top level `schema_version`, `harness_version`,
+`created` (UTC ISO 8601), `environment`, `settings`, `cells`. Each cell has
+`workload`, `form`, `status` (ok | failed | unavailable), `reason`,
+`binary_sha256`, `size` (with `artifact_bytes`), `samples` (each with
+`boot_s` and `memory_bytes`), `warmup`, `summary` and `details`.
+
+The file is rewritten (temp file + rename) after every cell, so a crash or a
+Ctrl-C keeps every finished cell; a run folder is never reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.errors import UsageError
+
+SCHEMA_VERSION = 1
+FILENAME = "results.json"
+STATUSES = ("ok", "failed", "unavailable")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_dir(base: Path) -> Path:
+    """results/<UTC timestamp>/, with a suffix if that folder already exists."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base.mkdir(parents=True, exist_ok=True)
+    for i in range(1000):
+        candidate = base / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise UsageError(f"cannot create a run folder in {base}; remove old runs or pass --out")
+
+
+def claim_out_dir(out: Path) -> Path:
+    """Use --out DIR for a new run; refuse one that already holds results."""
+    if (out / FILENAME).exists():
+        raise UsageError(f"{out / FILENAME} already exists; results are never overwritten: choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise UsageError(f"cannot write to --out {out} ({exc.strerror}); choose a writable folder") from None
+    return out
+
+
+def write_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to a temp file beside path and rename it over: never a half file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+@dataclass
+class Results:
+    """A run's results in memory, saved to path after every change."""
+
+    path: Path
+    environment: dict[str, Any]
+    settings: dict[str, Any]
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    created: str = field(default_factory=utc_now)
+    finished: str | None = None
+    interrupted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "harness_version": __version__,
+            "created": self.created,
+            "finished": self.finished,
+            "interrupted": self.interrupted,
+            "environment": self.environment,
+            "settings": self.settings,
+            "cells": self.cells,
+        }
+
+    def add(self, cell: dict[str, Any]) -> None:
+        self.cells.append(cell)
+        self.save()
+
+    def save(self) -> None:
+        write_atomic(self.path, self.to_json())
+
+
+def resolve(path: Path) -> Path:
+    """A run folder or a results.json file -> the results.json path."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.is_file():
+        raise UsageError(f"no results at {path}; pass a run folder made by `harness run` (e.g. results/<timestamp>)")
+    return path
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a results file, upgrading older schemas and refusing newer ones."""
+    from harness.record import migrate
+
+    path = resolve(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not valid JSON (line {exc.lineno}); it may be truncated") from None
+    if not isinstance(data, dict) or not isinstance(data.get("schema_version"), int):
+        raise UsageError(f"{path} has no schema_version; it is not a harness results file")
+    return migrate.upgrade(data, path)

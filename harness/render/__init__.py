@@ -1,0 +1,1 @@
+"""Render stage: turn a saved results document into text. Never measures."""

@@ -1,0 +1,116 @@
+"""The run's table: a row per workload and form, in markdown (tabulate).
+
+Cells render as strings chosen here, so the table library never reformats a
+number or prints nan/None: a missing figure is `n/a`, a failed or unavailable
+cell says so, and footnotes explain every mark (* stand-in base, † emulated
+under TCG, unavailable and failed reasons).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+from harness.render.units import MISSING, fmt_bytes, fmt_seconds
+
+HEADERS = ("workload", "form", "status", "artifact (shipped)", "boot median [IQR]", "memory median", "measured with")
+ALIGN = ("left", "left", "left", "right", "right", "right", "left")
+
+
+def is_emulated(cell: dict[str, Any]) -> bool:
+    details = cell.get("details") or {}
+    return bool(details.get("emulated")) or details.get("accelerator") == "tcg"
+
+
+def is_stand_in(cell: dict[str, Any]) -> bool:
+    return bool((cell.get("details") or {}).get("stand_in"))
+
+
+def form_label(cell: dict[str, Any]) -> str:
+    label = cell["form"]
+    if is_stand_in(cell):
+        label += "*"
+    if is_emulated(cell):
+        label += "†"
+    return label
+
+
+def boot_text(cell: dict[str, Any]) -> str:
+    s = (cell.get("summary") or {}).get("boot_s")
+    if cell["status"] != "ok" or not s:
+        return _status_marker(cell)
+    return f"{fmt_seconds(s['median'])} [{fmt_seconds(s['p25'])} – {fmt_seconds(s['p75'])}]"
+
+
+def memory_text(cell: dict[str, Any]) -> str:
+    s = (cell.get("summary") or {}).get("memory_bytes")
+    if cell["status"] != "ok":
+        return _status_marker(cell)
+    if not s:
+        return MISSING
+    return fmt_bytes(s["median"])
+
+
+def size_text(cell: dict[str, Any]) -> str:
+    size = (cell.get("size") or {}).get("artifact_bytes")
+    if size is None:
+        return _status_marker(cell)
+    return fmt_bytes(size)
+
+
+def _status_marker(cell: dict[str, Any]) -> str:
+    return {"failed": "failed", "unavailable": MISSING}.get(cell["status"], MISSING)
+
+
+def measured_with(cell: dict[str, Any]) -> str:
+    d = cell.get("details") or {}
+    if cell["status"] == "unavailable":
+        return ""
+    parts: list[str] = []
+    if d.get("accelerator"):
+        parts.append(str(d.get("vmm") or "qemu").split(" (")[0] + f", {d['accelerator']}")
+    elif d.get("engine"):
+        parts.append(str(d["engine"]))
+    if d.get("base") and d.get("base") != "scratch":
+        parts.append(f"base {d.get('stand_in_for', d['base'])}" + (" (stand-in)" if is_stand_in(cell) else ""))
+    if d.get("kernel_kind"):
+        parts.append(f"{d['kernel_kind']} kernel")
+    return "; ".join(parts)
+
+
+def rows(results: dict[str, Any]) -> list[list[str]]:
+    return [
+        [c["workload"], form_label(c), c["status"], size_text(c), boot_text(c), memory_text(c), measured_with(c)]
+        for c in results["cells"]
+    ]
+
+
+def footnotes(results: dict[str, Any]) -> list[str]:
+    cells = results["cells"]
+    notes: list[str] = []
+    standins = {c.get("details", {}).get("stand_in_for") for c in cells if is_stand_in(c)}
+    if standins:
+        notes.append(f"* stand-in base: an Alpine-like base built offline from Debian packages, "
+                     f"not {', '.join(sorted(s for s in standins if s))}; its figures are not Alpine's.")
+    if any(is_emulated(c) for c in cells):
+        notes.append("† emulated: measured under QEMU TCG (no usable KVM); boot times are one to two "
+                     "orders of magnitude slower than under KVM and are not comparable with KVM figures.")
+    notes.append("artifact = bytes shipped to deploy the form (compressed image layers, compressed "
+                 "qcow2, or kernel + initramfs); boot = median of the repetitions [p25 – p75], "
+                 "start request to readiness; memory = containers: cgroup working set after "
+                 "readiness (services) or cgroup peak (run-to-completion); VMs: VMM process PSS.")
+    for c in cells:
+        if c["status"] in ("unavailable", "failed") and c.get("reason"):
+            first = c["reason"].splitlines()[0]
+            notes.append(f"{c['workload']}:{c['form']} {c['status']}: {first}")
+    for c in cells:
+        for w in c.get("warnings") or []:
+            notes.append(f"warning {c['workload']}:{c['form']} {w}")
+    return notes
+
+
+def render_markdown(results: dict[str, Any], tablefmt: str = "pipe") -> str:
+    table = tabulate(rows(results), headers=HEADERS, tablefmt=tablefmt, colalign=ALIGN,
+                     disable_numparse=True)
+    return table + "\n\n" + "\n".join(f"- {n}" for n in footnotes(results)) + "\n"

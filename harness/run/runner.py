@@ -1,0 +1,207 @@
+"""The runner: walks the matrix cell by cell and records each as data.
+
+For each cell: is the form available here, build the one binary (once per
+workload), build the artifact, boot it warm-up + reps times, summarise.
+Whatever happens becomes the cell's status (ok, failed, unavailable) and the
+run goes on; the results file is rewritten after every cell. SIGINT and
+SIGTERM stop the run cleanly: forms clean up, finished cells stay on disk.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import forms as form_registry
+from harness import workloads
+from harness.analyse.stats import spread_warning, summarize
+from harness.build import binary as binary_build
+from harness.build.cache import Cache
+from harness.errors import BootFailed, BuildFailed, HarnessError, Unavailable, UsageError
+from harness.forms.base import Context, Form, Progress
+from harness.record import environment
+from harness.record.results import Results, utc_now
+from harness.run.matrix import Cell
+
+SUMMARY_METRICS = ("boot_s", "memory_bytes")
+
+
+@dataclass
+class RunSettings:
+    cells: list[Cell]
+    out_dir: Path
+    cache_dir: Path
+    reps: int = 5
+    warmup: int = 1
+    timeout_s: float = 120.0
+    allow_standins: bool = False
+    builds_dir: Path | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    matrix_spec: str = ""
+    quiet: bool = False
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the run stops after cleaning up."""
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGTERM (and SIGINT) into an exception so every finally block runs."""
+    def handler(signum, frame):  # noqa: ARG001
+        raise Interrupted(signal.Signals(signum).name)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(4)
+
+
+def run(settings: RunSettings, results_path: Path) -> Results:
+    """Measure every cell; returns the results (also on disk at results_path)."""
+    progress = Progress(quiet=settings.quiet)
+    run_id = new_run_id()
+    ctx = Context(
+        cache=Cache(settings.cache_dir), run_id=run_id, timeout_s=settings.timeout_s,
+        allow_standins=settings.allow_standins, progress=progress, options=settings.options,
+    )
+    wants_engine = any(form_registry.get(c.form).family == "container" for c in settings.cells)
+    results = Results(
+        path=results_path,
+        environment=environment.collect(include_engine=wants_engine),
+        settings={
+            "matrix": settings.matrix_spec, "cells": [str(c) for c in settings.cells],
+            "reps": settings.reps, "warmup": settings.warmup, "timeout_s": settings.timeout_s,
+            "allow_stand_ins": settings.allow_standins, "options": _jsonable(settings.options),
+            "run_id": run_id,
+        },
+    )
+    results.save()
+    used: dict[str, Form] = {}
+    binaries: dict[str, binary_build.Binary | Exception] = {}
+    try:
+        with _signals_raise():
+            for index, cell in enumerate(settings.cells, 1):
+                progress(f"[{index}/{len(settings.cells)}] {cell}")
+                form = used.setdefault(cell.form, form_registry.get(cell.form))
+                record = measure_cell(cell, form, ctx, settings, binaries)
+                results.add(record)
+                progress(f"[{index}/{len(settings.cells)}] {cell}: {record['status']}"
+                         + (f" ({record['reason'].splitlines()[0]})" if record["reason"] else ""))
+    except (Interrupted, KeyboardInterrupt) as exc:
+        results.interrupted = True
+        progress(f"interrupted ({exc or 'SIGINT'}); cleaning up, finished cells are kept")
+        raise Interrupted(str(exc) or "SIGINT") from None
+    finally:
+        _cleanup(used, ctx)
+        results.finished = utc_now()
+        results.environment["accelerators"] = sorted(
+            {c["details"]["accelerator"] for c in results.cells if c.get("details", {}).get("accelerator")})
+        results.save()
+    return results
+
+
+def _cleanup(used: dict[str, Form], ctx: Context) -> None:
+    """Every form cleans up, even when another one's cleanup fails or a signal arrives."""
+    with _signals_ignored():
+        for form in used.values():
+            try:
+                form.cleanup(ctx)
+            except Exception as exc:  # cleanup must not hide the run's outcome
+                ctx.progress(f"cleanup of {form.name} failed: {exc}")
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+
+
+def _new_cell(cell: Cell, form: Form) -> dict[str, Any]:
+    return {
+        "workload": cell.workload, "form": cell.form, "family": getattr(form, "family", "unknown"),
+        "status": "unavailable", "reason": None, "binary_sha256": None, "binary": None,
+        "size": {}, "details": {}, "samples": [], "warmup": [], "failures": [], "summary": {},
+        "warnings": [], "started": utc_now(), "finished": None,
+    }
+
+
+def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
+                 binaries: dict[str, binary_build.Binary | Exception]) -> dict[str, Any]:
+    """One cell, start to finish; every outcome is a record, never an exception."""
+    record = _new_cell(cell, form)
+    try:
+        form.check(ctx)
+        workload = workloads.load(cell.workload, settings.builds_dir)
+        if cell.workload not in binaries:
+            try:
+                binaries[cell.workload] = binary_build.build(workload, ctx.cache)
+            except HarnessError as exc:
+                binaries[cell.workload] = exc
+        built = binaries[cell.workload]
+        if isinstance(built, Exception):
+            raise built
+        record["binary_sha256"] = built.sha256
+        record["binary"] = {"path_in_cache": str(built.path), "bytes": built.size_bytes,
+                            "linkage": built.info.linkage, "compiler": built.compiler,
+                            "flags": list(built.flags)}
+        t = time.monotonic()
+        artifact = form.build(workload, built, ctx)
+        record["build_s"] = time.monotonic() - t
+        record["size"] = artifact.size
+        record["details"] = _jsonable(artifact.details)
+        for i in range(settings.warmup):
+            ctx.progress(f"  {cell} warm-up {i + 1}/{settings.warmup}")
+            record["warmup"].append(form.boot(artifact, workload, ctx).to_json())
+        for i in range(settings.reps):
+            sample = form.boot(artifact, workload, ctx)
+            record["samples"].append(sample.to_json())
+            ctx.progress(f"  {cell} rep {i + 1}/{settings.reps}: boot {sample.boot_s:.4f} s"
+                         + (f", memory {sample.memory_bytes / 1e6:.1f} MB" if sample.memory_bytes else ""))
+        record["status"] = "ok"
+    except Unavailable as exc:
+        record["status"], record["reason"] = "unavailable", str(exc)
+    except (BuildFailed, BootFailed, UsageError) as exc:
+        record["status"], record["reason"] = "failed", str(exc)
+        record["failures"].append({"stage": type(exc).__name__, "reason": str(exc)})
+    except (Interrupted, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # an unexpected fault is still this cell's failure, not the run's
+        record["status"] = "failed"
+        record["reason"] = f"internal error: {type(exc).__name__}: {exc}"
+        record["failures"].append({"stage": "internal", "reason": traceback.format_exc(limit=8)})
+    finally:
+        record["finished"] = utc_now()
+        _summarise(record)
+    return record
+
+
+def _summarise(record: dict[str, Any]) -> None:
+    for metric in SUMMARY_METRICS:
+        summary = summarize([s.get(metric) for s in record["samples"]])
+        if summary is None:
+            continue
+        record["summary"][metric] = summary.to_json()
+        warning = spread_warning(summary)
+        if warning:
+            record["warnings"].append(f"{metric}: {warning}")
