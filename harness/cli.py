@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from harness import __version__
-from harness.commands import bases, report, run
+from harness.commands import bases, doctor, report, run
 from harness.errors import UsageError
 
-SUBCOMMANDS = (run, report, bases)
+SUBCOMMANDS = (run, report, bases, doctor)
 
 
 class Parser(argparse.ArgumentParser):
