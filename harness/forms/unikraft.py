@@ -311,7 +311,7 @@ class UnikraftForm:
         kraft = self._require_kraft()
         built: Built = artifact.handle
         memory = memory_flag(ctx.options.get("memory", DEFAULT_MEMORY_BYTES))
-        name = f"{instance_prefix(ctx.run_id)}{workload.name}-{next(self._serial)}{uuid.uuid4().hex[:4]}"
+        name = f"{instance_prefix(ctx.run_id)}{workload.name}-{next(self._serial)}-{uuid.uuid4().hex[:4]}"
         network = workload.readiness.type in ("http", "tcp")
         host_port = readiness.free_port() if workload.port else None
         ports = [(host_port, workload.port)] if host_port and workload.port else []
