@@ -93,6 +93,6 @@ def main(args: argparse.Namespace) -> int:
     except Interrupted:
         print(f"interrupted; finished cells are in {path}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(render_markdown(res.to_json()))
+    print(render_markdown(res.to_json()), end="")
     print(f"results: {path}", file=sys.stderr)
     return EXIT_FAILED if any(c["status"] == "failed" for c in res.cells) else EXIT_OK

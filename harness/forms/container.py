@@ -203,6 +203,7 @@ class ContainerForm:
             headline = memory["working_set_bytes"] if workload.is_service else memory["peak_bytes"]
             if headline is None:
                 headline = memory["peak_bytes"] if memory["peak_bytes"] is not None else memory["working_set_bytes"]
+            mem_details["console_tail"] = reader.text().splitlines()[-6:]
             return Sample(boot_s=ready_at - t2, memory_bytes=headline, phases=phases,
                           memory=memory, details=mem_details)
         except ENGINE_ERRORS as exc:
