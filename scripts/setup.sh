@@ -13,6 +13,7 @@ PACKAGES=(
     mmdebstrap e2fsprogs cpio zstd xz-utils  # the Debian VM image
     linux-source-6.1 build-essential bc flex bison libelf-dev libssl-dev  # the specialised kernel
     python3 python3-venv python3-pip git curl ca-certificates
+    texlive-latex-base texlive-latex-recommended  # pdflatex + booktabs: the LaTeX report compiles in tests
 )
 
 log() { echo "setup: $*" >&2; }

@@ -1,25 +1,57 @@
-"""`harness report DIR`: the tables of a saved run."""
+"""`harness report DIR`: the tables of a saved run, in the format a reader needs."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
+from harness.analyse.metrics import METRICS, parse_list
+from harness.errors import UsageError
+from harness.record import pytest_benchmark
 from harness.record import results as results_file
-from harness.render.table import render_markdown
+from harness.render import formats
+
+FORMAT_CHOICES = tuple(formats.FORMATS) + ("pytest-benchmark",)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="print the tables of a saved run",
-                       description="Print the table of a run folder (or its results.json).")
+                       description="Print the table of a run folder (or its results.json) as markdown, "
+                                   "a GitHub job summary, LaTeX (booktabs), CSV (one row per sample), "
+                                   "JSON, HTML, or pytest-benchmark JSON.")
     p.add_argument("run", type=Path, metavar="DIR", help="a run folder made by harness run")
+    p.add_argument("--format", default="markdown", metavar="FORMAT",
+                   help=f"one of {', '.join(FORMAT_CHOICES)} (default markdown)")
+    p.add_argument("--metrics", default=None, metavar="LIST",
+                   help=f"comma-separated, from {', '.join(m.name for m in METRICS)} (default size,boot,memory)")
+    p.add_argument("--pivot", action="store_true",
+                   help="one table per metric: workloads as rows, forms as columns")
+    p.add_argument("--output", type=Path, default=None, metavar="FILE", help="write here instead of stdout")
     p.set_defaults(func=main)
 
 
-def report(path: Path) -> str:
-    return render_markdown(results_file.load(path))
+def report(path: Path, fmt: str = "markdown", metrics: str | None = None, pivot: bool = False) -> str:
+    if fmt not in FORMAT_CHOICES:
+        raise UsageError(f"unknown --format {fmt!r}; choose from {', '.join(FORMAT_CHOICES)}")
+    results = results_file.load(path)
+    if fmt == "pytest-benchmark":
+        return pytest_benchmark.render(results)
+    opts = formats.Options(metrics=tuple(parse_list(metrics)), pivot=pivot)
+    return formats.render(results, fmt, opts)
 
 
 def main(args: argparse.Namespace) -> int:
-    print(report(args.run), end="")
+    text = report(args.run, args.format, args.metrics, args.pivot)
+    if args.output:
+        try:
+            args.output.write_text(text)
+        except OSError as exc:
+            raise UsageError(f"cannot write --output {args.output} ({exc.strerror}); choose a writable path") from None
+    else:
+        print(text, end="")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if args.format == "github" and summary:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
     return 0

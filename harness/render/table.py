@@ -111,6 +111,10 @@ def footnotes(results: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(results: dict[str, Any], tablefmt: str = "pipe") -> str:
-    table = tabulate(rows(results), headers=HEADERS, tablefmt=tablefmt, colalign=ALIGN,
-                     disable_numparse=True)
-    return table + "\n\n" + "\n".join(f"- {n}" for n in footnotes(results)) + "\n"
+    """The run's table: size, boot [IQR] and memory per cell, one unit per column, then footnotes."""
+    from harness.render import formats  # formats builds on this module's labels
+
+    if tablefmt != "pipe":
+        return tabulate(rows(results), headers=HEADERS, tablefmt=tablefmt, colalign=ALIGN,
+                        disable_numparse=True) + "\n\n" + "\n".join(f"- {n}" for n in footnotes(results)) + "\n"
+    return formats.render_markdown(results)

@@ -1,0 +1,149 @@
+"""Report formats against golden files made from a fixed results fixture.
+
+Regenerate the golden files after an intended change with
+`UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_render.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.commands.report import report
+from harness.render.units import column_unit, fmt_scaled
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RESULTS = FIXTURES / "results-v1.json"
+GOLDEN = FIXTURES / "golden"
+CASES = {
+    "report.md": ("markdown", None, False),
+    "report-github.md": ("github", None, False),
+    "report.tex": ("latex", None, False),
+    "report.csv": ("csv", None, False),
+    "report.json": ("json", None, False),
+    "report.html": ("html", None, False),
+    "pivot.md": ("markdown", "boot,memory,size", True),
+    "pivot.tex": ("latex", "boot,size", True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden(name: str) -> None:
+    fmt, metrics, pivot = CASES[name]
+    text = report(RESULTS, fmt, metrics, pivot)
+    golden = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_no_nan_none_or_bare_zero(name: str) -> None:
+    text = (GOLDEN / name).read_text()
+    for bad in ("nan", "None", "NaN", "null |"):
+        assert bad not in text.replace("unavailable", "")
+
+
+def test_missing_markers_in_markdown() -> None:
+    text = report(RESULTS, "markdown")
+    lupine = next(line for line in text.splitlines() if "| lupine" in line)
+    unikraft = next(line for line in text.splitlines() if "| unikraft" in line)
+    assert lupine.count("failed") >= 3 and "9.44" in lupine  # the built size is still shown
+    assert unikraft.count("n/a") == 3
+
+
+def test_units_in_headers_and_marks() -> None:
+    text = report(RESULTS, "markdown")
+    header = text.splitlines()[0]
+    assert "artifact (MB)" in header and "(s)" in header and "memory median (MB)" in header
+    assert "debian-vm†" in text and "alpine*" in text
+
+
+def test_column_unit_choice() -> None:
+    assert column_unit("bytes", [29298, 1485768]) == ("MB", 1e6)
+    assert column_unit("bytes", [512]) == ("B", 1.0)
+    assert column_unit("seconds", [0.25, 0.3]) == ("ms", 1e-3)
+    assert column_unit("seconds", [0.0004]) == ("us", 1e-6)
+    assert column_unit("seconds", [18.4, 0.25]) == ("s", 1.0)
+    assert fmt_scaled(1.2, 1.0, "s") == "1.20"
+    assert fmt_scaled(29298, 1e6, "MB") == "0.0293"
+    assert fmt_scaled(None, 1.0, "s") == "n/a"
+
+
+def test_csv_one_row_per_sample() -> None:
+    rows = list(csv.DictReader(io.StringIO(report(RESULTS, "csv"))))
+    assert len(rows) == 5 + 5 + 5 + 1 + 1  # vm, alpine, scratch samples; failed and unavailable once each
+    vm = [r for r in rows if r["form"] == "debian-vm"]
+    assert [r["rep"] for r in vm] == ["1", "2", "3", "4", "5"]
+    assert vm[0]["accelerator"] == "tcg" and vm[0]["emulated"] == "true"
+    failed = next(r for r in rows if r["form"] == "lupine")
+    assert failed["boot_s"] == "failed" and failed["rep"] == "n/a"
+    alpine = next(r for r in rows if r["form"] == "alpine")
+    assert alpine["stand_in"] == "true"
+
+
+def test_json_round_trips() -> None:
+    doc = json.loads(report(RESULTS, "json"))
+    cells = {c["cell"]: c for c in doc["cells"]}
+    assert cells["hello:debian-vm"]["metrics"]["boot_s"]["median"] == pytest.approx(18.41)
+    assert cells["hello:unikraft"]["metrics"]["boot_s"] is None
+
+
+def test_latex_compiles(tmp_path: Path) -> None:
+    pdflatex = shutil.which("pdflatex")
+    assert pdflatex, "pdflatex missing: scripts/setup.sh installs texlive-latex-base and -recommended"
+    body = report(RESULTS, "latex") + "\n" + report(RESULTS, "latex", "boot,size", True)
+    doc = ("\\documentclass{article}\n\\usepackage[margin=1cm,landscape]{geometry}\n"
+           "\\usepackage{booktabs}\n\\begin{document}\n" + body + "\\end{document}\n")
+    (tmp_path / "t.tex").write_text(doc)
+    proc = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert (tmp_path / "t.pdf").stat().st_size > 1000
+
+
+def test_cli_unknown_format_is_one_line() -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", str(RESULTS), "--format", "docx"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "choose from" in proc.stderr
+
+
+def test_cli_unknown_metric_is_one_line() -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", str(RESULTS), "--metrics", "boot,speed"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown metric 'speed'" in proc.stderr
+
+
+def test_github_appends_step_summary(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(summary)}
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", str(RESULTS), "--format", "github"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0
+    text = summary.read_text()
+    assert text.startswith("earlier step\n## harness: 5 cells") and proc.stdout in text
+
+
+def test_pytest_benchmark_compare_reads_export(tmp_path: Path) -> None:
+    out = tmp_path / "0001_harness.json"
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", str(RESULTS), "--format",
+                           "pytest-benchmark", "--output", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert {b["name"] for b in doc["benchmarks"]} == {"boot[hello-debian-vm]", "boot[hello-alpine]",
+                                                      "boot[hello-scratch]"}
+    tool = Path(sys.executable).parent / "pytest-benchmark"
+    cmp = subprocess.run([str(tool), "compare", str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert cmp.returncode == 0, cmp.stderr
+    assert "Failed to load" not in cmp.stdout + cmp.stderr
+    assert "boot[hello-debian-vm]" in cmp.stdout and "boot[hello-scratch]" in cmp.stdout
