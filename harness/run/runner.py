@@ -9,6 +9,7 @@ SIGTERM stop the run cleanly: forms clean up, finished cells stay on disk.
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import time
@@ -27,7 +28,7 @@ from harness.build.cache import Cache
 from harness.errors import BootFailed, BuildFailed, HarnessError, Unavailable, UsageError
 from harness.forms.base import Context, Form, Progress
 from harness.record import environment
-from harness.record.results import Results, utc_now
+from harness.record.results import Results, ResultsWriteError, utc_now
 from harness.run.matrix import Cell
 
 SUMMARY_METRICS = ("boot_s", "memory_bytes")
@@ -90,6 +91,7 @@ def run(settings: RunSettings, results_path: Path) -> Results:
     )
     results.save()
     used: dict[str, Form] = {}
+    completed = False
     binaries: dict[str, binary_build.Binary | Exception] = {}
     try:
         with _signals_raise():
@@ -100,16 +102,24 @@ def run(settings: RunSettings, results_path: Path) -> Results:
                 results.add(record)
                 progress(f"[{index}/{len(settings.cells)}] {cell}: {record['status']}"
                          + (f" ({record['reason'].splitlines()[0]})" if record["reason"] else ""))
+        completed = True
     except (Interrupted, KeyboardInterrupt) as exc:
         results.interrupted = True
         progress(f"interrupted ({exc or 'SIGINT'}); cleaning up, finished cells are kept")
         raise Interrupted(str(exc) or "SIGINT") from None
+    except ResultsWriteError:
+        progress("cannot write the results file; stopping (finished cells are in the last complete file)")
+        raise
     finally:
         _cleanup(used, ctx)
         results.finished = utc_now()
         results.environment["accelerators"] = sorted(
             {c["details"]["accelerator"] for c in results.cells if c.get("details", {}).get("accelerator")})
-        results.save()
+        try:
+            results.save()
+        except ResultsWriteError:
+            if completed:
+                raise  # nothing else is on its way out: this is the run's error
     return results
 
 
@@ -178,6 +188,7 @@ def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
             record["samples"].append(sample.to_json())
             ctx.progress(f"  {cell} rep {i + 1}/{settings.reps}: boot {sample.boot_s:.4f} s"
                          + (f", memory {sample.memory_bytes / 1e6:.1f} MB" if sample.memory_bytes else ""))
+        _lift_sample_details(record)
         record["status"] = "ok"
     except Unavailable as exc:
         record["status"], record["reason"] = "unavailable", str(exc)
@@ -194,6 +205,24 @@ def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
         record["finished"] = utc_now()
         _summarise(record)
     return record
+
+
+LIFTED_DETAILS = ("accelerator", "emulated", "vmm")
+
+
+def _lift_sample_details(record: dict[str, Any]) -> None:
+    """Facts known only once a boot has run (the accelerator a VMM chose) go on the cell.
+
+    When repetitions disagree, the cell keeps every value, so a mix is visible.
+    """
+    for key in LIFTED_DETAILS:
+        if key in record["details"]:
+            continue
+        values = {json.dumps(s["details"][key]) for s in record["samples"] if key in s.get("details", {})}
+        if len(values) == 1:
+            record["details"][key] = json.loads(values.pop())
+        elif values:
+            record["details"][key] = sorted(json.loads(v) for v in values)
 
 
 def _summarise(record: dict[str, Any]) -> None:
