@@ -1,0 +1,134 @@
+"""Compare two runs cell by cell: a change is reported only if significant and large.
+
+As in asv: a change is "better" or "worse" only when it is statistically
+significant and its ratio NEW/BASE is beyond the user's threshold; a
+significant but small change is "no change", a large but noisy one "not
+significant". Repeated metrics use Mann-Whitney U on the raw samples; a size
+is one value, so any change beyond the threshold counts. Cells measured
+differently (another accelerator, base or stand-in) are not compared unless
+forced, and the output says why. For every metric here lower is better.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from scipy.stats import mannwhitneyu
+
+from harness.analyse.metrics import COMPARED, Metric, cell_key, get
+from harness.errors import UsageError
+
+ALPHA = 0.05
+COMPARABLE_DETAILS = ("accelerator", "stand_in", "base")
+ENVIRONMENT_KEYS = ("machine", "cpu_model", "kernel")
+
+
+def parse_threshold(text: str) -> float:
+    """'10%' -> 0.10; a bare number is refused since 10 and 0.1 both look plausible."""
+    t = str(text).strip()
+    if not t.endswith("%"):
+        raise UsageError(f"--threshold {text!r} needs a percent sign; write e.g. 10%")
+    try:
+        value = float(t[:-1]) / 100
+    except ValueError:
+        raise UsageError(f"--threshold {text!r} is not a percentage; write e.g. 10%") from None
+    if not 0 <= value < 10:
+        raise UsageError(f"--threshold {text!r} must be between 0% and 1000%")
+    return value
+
+
+@dataclass
+class Row:
+    cell: str
+    metric: str
+    base: float | None
+    new: float | None
+    ratio: float | None
+    p_value: float | None
+    verdict: str  # better | worse | no change | not significant | failed | not compared
+    why: str = ""
+
+
+@dataclass
+class Comparison:
+    rows: list[Row] = field(default_factory=list)
+    only_base: list[str] = field(default_factory=list)
+    only_new: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def worse(self) -> list[Row]:
+        return [r for r in self.rows if r.verdict in ("worse", "failed")]
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def compare_metric(metric: Metric, base: list[float], new: list[float], threshold: float) -> tuple[float | None, float | None, str]:
+    """(ratio, p-value or None, verdict) for one metric's values."""
+    mb, mn = _median(base), _median(new)
+    ratio = mn / mb if mb else (1.0 if mn == mb else None)
+    if ratio is None:
+        return None, None, "not significant"
+    beyond = abs(ratio - 1) > threshold
+    p: float | None = None
+    if metric.repeated and len(base) > 1 and len(new) > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = float(mannwhitneyu(base, new, alternative="two-sided").pvalue)
+        significant = p < ALPHA
+    else:
+        significant = True  # one value each: no spread to test against, the threshold decides
+    if not significant:
+        return ratio, p, "not significant"
+    if not beyond:
+        return ratio, p, "no change"
+    return ratio, p, "better" if ratio < 1 else "worse"
+
+
+def _differences(b: dict[str, Any], n: dict[str, Any]) -> list[str]:
+    bd, nd = b.get("details") or {}, n.get("details") or {}
+    return [f"{k} {bd.get(k)!s} -> {nd.get(k)!s}" for k in COMPARABLE_DETAILS if bd.get(k) != nd.get(k)]
+
+
+def compare(base: dict[str, Any], new: dict[str, Any], threshold: float = 0.10, force: bool = False,
+            metric_names: tuple[str, ...] = COMPARED) -> Comparison:
+    metrics = [get(n) for n in metric_names]
+    out = Comparison()
+    bcells = {cell_key(c): c for c in base["cells"]}
+    ncells = {cell_key(c): c for c in new["cells"]}
+    out.only_base = [k for k in bcells if k not in ncells]
+    out.only_new = [k for k in ncells if k not in bcells]
+    benv, nenv = base.get("environment") or {}, new.get("environment") or {}
+    for k in ENVIRONMENT_KEYS:
+        if benv.get(k) != nenv.get(k):
+            out.notes.append(f"environment {k} differs: {benv.get(k)} -> {nenv.get(k)}")
+    for key, b in bcells.items():
+        n = ncells.get(key)
+        if n is None:
+            continue
+        if b["status"] != "ok" or n["status"] != "ok":
+            verdict = "failed" if b["status"] == "ok" and n["status"] == "failed" else "not compared"
+            why = f"status {b['status']} -> {n['status']}"
+            out.rows.append(Row(key, "*", None, None, None, None, verdict, why))
+            continue
+        diffs = _differences(b, n)
+        if diffs and not force:
+            out.rows.append(Row(key, "*", None, None, None, None, "not compared",
+                                "; ".join(diffs) + " (use --force to compare anyway)"))
+            continue
+        for m in metrics:
+            bv, nv = m.values(b), m.values(n)
+            if not bv or not nv:
+                out.rows.append(Row(key, m.key, None, None, None, None, "not compared",
+                                    f"no {m.key} in {'BASE' if not bv else 'NEW'}"))
+                continue
+            ratio, p, verdict = compare_metric(m, bv, nv, threshold)
+            out.rows.append(Row(key, m.key, _median(bv), _median(nv), ratio, p, verdict,
+                                "forced: " + "; ".join(diffs) if diffs else ""))
+    return out

@@ -1,0 +1,101 @@
+"""Baseline bands: pass, fail above/below, a missing result fails, bad baselines are one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.analyse.gates import evaluate, load_baseline
+from harness.errors import UsageError
+from harness.record import results as results_file
+
+REPO = Path(__file__).parent.parent
+FIXTURE = Path(__file__).parent / "fixtures" / "results-v1.json"
+
+
+def _baseline(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "b.toml"
+    p.write_text(text)
+    return p
+
+
+def test_bands_midval_and_bounds(tmp_path: Path) -> None:
+    checks = load_baseline(_baseline(tmp_path, """
+[[check]]
+workload = "hello"
+form = "debian-vm"
+metric = "boot"
+midval = 18.0
+minpercent = 10
+maxpercent = 10
+[[check]]
+workload = "hello"
+form = "debian-vm"
+metric = "boot_s"
+statistic = "max"
+max = 18.5
+[[check]]
+workload = "hello"
+form = "alpine"
+metric = "size"
+min = 2_000_000
+[[check]]
+workload = "hello"
+form = "lupine"
+metric = "boot"
+max = 100
+[[check]]
+workload = "hello"
+form = "nope"
+metric = "memory"
+max = 1
+"""))
+    assert (checks[0].low, checks[0].high) == (pytest.approx(16.2), pytest.approx(19.8))
+    outcomes = evaluate(results_file.load(FIXTURE), checks)
+    # debian-vm median boot 18.41 in [16.2, 19.8]; its max 19.02 > 18.5; alpine 1.49 MB < 2 MB
+    assert [o.passed for o in outcomes] == [True, False, False, False, False]
+    assert [o.why for o in outcomes] == ["", "above band", "below band", "missing: cell failed",
+                                         "missing: cell not in this run"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[[check]]\nworkload='hello'\nform='scratch'\nmax=1\n", "missing metric"),
+    ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='speed'\nmax=1\n", "unknown metric 'speed'"),
+    ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='boot'\n", "no band"),
+    ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='boot'\nmidval=1\n", "needs minpercent"),
+    ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='boot'\nmin=2\nmax=1\n", "band is empty"),
+    ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='boot'\nstatistic='p99'\nmax=1\n", "unknown statistic"),
+    ("nothing = 1\n", "no [[check]] entries"),
+    ("[[check]\n", "not valid TOML"),
+])
+def test_bad_baselines(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("[", r"\[")):
+        load_baseline(_baseline(tmp_path, text))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", "check", *args], capture_output=True, text=True)
+
+
+def test_cli_example_baseline_passes_and_fails(tmp_path: Path) -> None:
+    ok = _cli(str(FIXTURE), "--baseline", str(REPO / "builds" / "baselines" / "ci.toml"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "4 passed, 0 failed" in ok.stdout
+    data = json.loads(FIXTURE.read_text())
+    scratch = next(c for c in data["cells"] if c["form"] == "scratch")
+    scratch["size"]["artifact_bytes"] *= 3
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(data))
+    bad = _cli(str(run), "--baseline", str(REPO / "builds" / "baselines" / "ci.toml"))
+    assert bad.returncode == 1
+    assert "FAIL" in bad.stdout and "above band" in bad.stdout and "1 failed" in bad.stdout
+
+
+def test_cli_missing_baseline_is_one_line(tmp_path: Path) -> None:
+    proc = _cli(str(FIXTURE), "--baseline", str(tmp_path / "none.toml"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "pass --baseline" in proc.stderr
