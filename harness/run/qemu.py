@@ -226,6 +226,7 @@ def kill_all(tag: str | None = None) -> int:
     for q in victims:
         if q.kill():
             killed += 1
+        q.close()  # QEMU is dead by now: this only joins threads and removes the temp dir
     return killed
 
 
