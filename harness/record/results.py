@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.errors import UsageError
+from harness.errors import HarnessError, UsageError
 
 SCHEMA_VERSION = 1
 FILENAME = "results.json"
@@ -59,21 +59,35 @@ def claim_out_dir(out: Path) -> Path:
     return out
 
 
+class ResultsWriteError(HarnessError):
+    """The results file could not be written (disk full, folder gone); the last good one stays."""
+
+
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp file beside path and rename it over: never a half file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write JSON to a temp file beside path and rename it over: never a half file.
+
+    An OSError (a full disk, most often) becomes ResultsWriteError; the file
+    at path is then still the last complete version.
+    """
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2, sort_keys=False)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            kept = "the last complete one is kept" if path.exists() else "none was written"
+            raise ResultsWriteError(
+                f"cannot write {path} ({exc.strerror or exc}); {kept}") from None
         raise
 
 
