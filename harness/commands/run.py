@@ -93,6 +93,9 @@ def main(args: argparse.Namespace) -> int:
     except Interrupted:
         print(f"interrupted; finished cells are in {path}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except results_file.ResultsWriteError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(render_markdown(res.to_json()), end="")
     print(f"results: {path}", file=sys.stderr)
     return EXIT_FAILED if any(c["status"] == "failed" for c in res.cells) else EXIT_OK
