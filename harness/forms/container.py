@@ -29,7 +29,7 @@ from requests.exceptions import RequestException
 from harness.build import elf, image
 from harness.build.binary import Binary
 from harness.build.cache import digest
-from harness.errors import BootFailed, Unavailable, tail
+from harness.errors import BootFailed, BuildFailed, Unavailable, tail
 from harness.forms.base import Artifact, Context, Sample
 from harness.measure.memory import working_set
 from harness.measure.readiness import console_matches, free_port, network_probe, poll
@@ -103,7 +103,13 @@ class ContainerForm:
     recipe: ClassVar[str]
 
     def check(self, ctx: Context) -> None:
-        engine.client()
+        """The engine must answer now, not only when the run began: it can stop mid-run."""
+        client = engine.client()
+        try:
+            client.ping()
+        except ENGINE_ERRORS as exc:
+            raise BuildFailed(f"{engine.engine_hint()}: it stopped answering during the run "
+                              f"({type(exc).__name__})") from None
 
     # -- build -------------------------------------------------------------
 
@@ -120,6 +126,12 @@ class ContainerForm:
         elf.require_host_machine(binary.path, binary.info)
 
     def build(self, workload: Workload, binary: Binary, ctx: Context) -> Artifact:
+        try:
+            return self._build(workload, binary, ctx)
+        except ENGINE_ERRORS as exc:
+            raise BuildFailed(f"engine error during build: {type(exc).__name__}: {exc}") from None
+
+    def _build(self, workload: Workload, binary: Binary, ctx: Context) -> Artifact:
         client = engine.client()
         recipe = self.recipe_path(workload)
         self.preflight(recipe, binary)
