@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from harness import __version__
-from harness.commands import bases, doctor, report, run
+from harness.commands import bases, check, compare, doctor, merge, plot, report, run
 from harness.errors import UsageError
 
-SUBCOMMANDS = (run, report, bases, doctor)
+SUBCOMMANDS = (run, report, plot, compare, check, merge, bases, doctor)
 
 
 class Parser(argparse.ArgumentParser):

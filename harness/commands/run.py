@@ -54,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="build cache (default $HARNESS_CACHE or ~/.cache/harness)")
     p.add_argument("--builds", type=Path, default=None, metavar="DIR", help="workload definitions (default builds/)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="run only the K-th of N round-robin slices of the matrix (join them with harness merge)")
     p.set_defaults(func=main)
 
 
@@ -70,6 +72,10 @@ def validate(args: argparse.Namespace) -> RunSettings:
     cells = matrix_mod.parse(args.matrix, args.builds)
     if not cells:
         raise UsageError(f"--matrix {args.matrix!r} selects nothing; try --matrix all")
+    if getattr(args, "shard", None):
+        k, n = matrix_mod.parse_shard(args.shard)
+        args.matrix_cells = [str(c) for c in cells]
+        cells = matrix_mod.shard(cells, k, n)
     options: dict = {"accel": args.accel, "lupine_kernel": args.lupine_kernel}
     if args.memory is not None:
         options["memory"] = parse_size(args.memory, "--memory")
@@ -90,6 +96,10 @@ def main(args: argparse.Namespace) -> int:
     path = run_dir / results_file.FILENAME
     try:
         res = run(settings, path)
+        if getattr(args, "shard", None):
+            # merge puts the slices back in the matrix's order with this
+            res.settings["shard"] = {"spec": args.shard, "matrix_cells": args.matrix_cells}
+            res.save()
     except Interrupted:
         print(f"interrupted; finished cells are in {path}", file=sys.stderr)
         return EXIT_INTERRUPTED

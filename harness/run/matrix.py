@@ -92,3 +92,28 @@ def _ordered_unique(cells: list[Cell], known_workloads: list[str]) -> list[Cell]
         first_seen.setdefault(c.workload, len(first_seen))
     unique = set(cells)
     return sorted(unique, key=lambda c: (first_seen[c.workload], forms.ORDER.index(c.form)))
+
+
+SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/4' -> (2, 4): the second of four slices; K counts from 1."""
+    m = SHARD_RE.match(str(text))
+    if not m:
+        raise UsageError(f"--shard {text!r} is not K/N; write e.g. --shard 1/2 (the first of two slices)")
+    k, n = int(m.group(1)), int(m.group(2))
+    if n < 1:
+        raise UsageError(f"--shard {text!r}: N must be at least 1; e.g. --shard 1/2")
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard {text!r}: K must be between 1 and {n}; e.g. --shard 1/{n}")
+    return k, n
+
+
+def shard(cells: list[Cell], k: int, n: int) -> list[Cell]:
+    """Round-robin slice K of N over the ordered cells: deterministic, and the N slices cover each cell once."""
+    picked = cells[k - 1::n]
+    if not picked:
+        raise UsageError(f"--shard {k}/{n} selects nothing: the matrix has only {len(cells)} cell(s); "
+                         f"use N <= {len(cells)}")
+    return picked

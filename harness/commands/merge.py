@@ -1,0 +1,34 @@
+"""`harness merge RUN... --out DIR`: join shards or partial runs into one run folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.record import results as results_file
+from harness.record.merge import Source, merge
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge", help="join runs (e.g. --shard slices) into one run folder",
+                       description="Join run folders into a new one. Refuses runs measured on a different "
+                                   "machine, CPU, kernel, accelerators or tool versions (unless --force) and "
+                                   "any cell present in two runs.")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders made by harness run")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="the new run folder; never overwritten")
+    p.add_argument("--force", action="store_true", help="merge runs measured in different environments")
+    p.set_defaults(func=main)
+
+
+def merge_runs(runs: list[Path], out: Path, force: bool = False) -> Path:
+    sources = [Source(results_file.resolve(r), results_file.load(r)) for r in runs]
+    doc = merge(sources, force)
+    path = results_file.claim_out_dir(out) / results_file.FILENAME
+    results_file.write_atomic(path, doc)
+    return path
+
+
+def main(args: argparse.Namespace) -> int:
+    path = merge_runs(args.runs, args.out, args.force)
+    print(f"merged {len(args.runs)} runs: {path}")
+    return 0

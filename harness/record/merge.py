@@ -1,0 +1,85 @@
+"""Join several runs (e.g. the shards of one matrix) into one results document.
+
+Runs are joined only when measured alike: the key environment (machine, CPU
+model, kernel, accelerators, tool versions) must match, or the figures would
+sit side by side in one table without saying they are not comparable. A cell
+measured twice is refused outright: which one to keep is the user's call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.errors import UsageError
+from harness.record.results import SCHEMA_VERSION, utc_now
+
+KEY_ENVIRONMENT = ("machine", "cpu_model", "kernel", "accelerators", "tools")
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path
+    data: dict[str, Any]
+
+
+def environment_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    ea, eb = a.get("environment") or {}, b.get("environment") or {}
+    diffs = []
+    for k in KEY_ENVIRONMENT:
+        va, vb = ea.get(k), eb.get(k)
+        if k == "accelerators":
+            va, vb = sorted(va or []), sorted(vb or [])
+        if k == "tools" and isinstance(va, dict) and isinstance(vb, dict):
+            diffs += [f"tools.{t}: {va.get(t)} vs {vb.get(t)}" for t in sorted(set(va) | set(vb)) if va.get(t) != vb.get(t)]
+        elif va != vb:
+            diffs.append(f"{k}: {va} vs {vb}")
+    return diffs
+
+
+def _order(sources: list[Source], cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Back into the matrix's order when every shard recorded the same full matrix; else as given."""
+    fulls = {tuple((s.data.get("settings") or {}).get("shard", {}).get("matrix_cells") or ()) for s in sources}
+    if len(fulls) == 1 and (full := next(iter(fulls))):
+        rank = {key: i for i, key in enumerate(full)}
+        return sorted(cells, key=lambda c: rank.get(f"{c['workload']}:{c['form']}", len(rank)))
+    return cells
+
+
+def merge(sources: list[Source], force: bool = False) -> dict[str, Any]:
+    if len(sources) < 2:
+        raise UsageError("merge needs at least two runs; e.g. harness merge results/a results/b --out results/all")
+    first = sources[0]
+    for s in sources[1:]:
+        diffs = environment_differences(first.data, s.data)
+        if diffs and not force:
+            raise UsageError(f"{s.path} was measured elsewhere than {first.path} ({'; '.join(diffs[:3])}); "
+                             f"merge only alike runs, or pass --force")
+    seen: dict[str, Path] = {}
+    cells: list[dict[str, Any]] = []
+    for s in sources:
+        for c in s.data["cells"]:
+            key = f"{c['workload']}:{c['form']}"
+            if key in seen:
+                raise UsageError(f"cell {key} is in both {seen[key]} and {s.path}; merge each cell from one run only")
+            seen[key] = s.path
+            cells.append({**c, "merged_from": str(s.path)})
+    cells = _order(sources, cells)
+    env = dict(first.data.get("environment") or {})
+    env["accelerators"] = sorted({a for s in sources for a in (s.data.get("environment") or {}).get("accelerators") or []})
+    settings = dict(first.data.get("settings") or {})
+    settings.pop("shard", None)
+    settings["cells"] = [f"{c['workload']}:{c['form']}" for c in cells]
+    settings["merged_from"] = [{"path": str(s.path), "run_id": (s.data.get("settings") or {}).get("run_id"),
+                                "shard": ((s.data.get("settings") or {}).get("shard") or {}).get("spec"),
+                                "created": s.data.get("created")} for s in sources]
+    if force:
+        settings["merged_with_force"] = True
+    return {
+        "schema_version": SCHEMA_VERSION, "harness_version": __version__,
+        "created": min(str(s.data.get("created")) for s in sources), "finished": utc_now(),
+        "interrupted": any(s.data.get("interrupted") for s in sources),
+        "environment": env, "settings": settings, "cells": cells,
+    }

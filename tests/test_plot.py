@@ -1,0 +1,56 @@
+"""Plots from the saved fixture: files exist, have the size asked for, and are not blank."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+
+from harness.analyse.metrics import get
+from harness.render.plot import bars, wants_log
+
+FIXTURE = Path(__file__).parent / "fixtures" / "results-v1.json"
+
+
+def test_cli_writes_png_and_svg(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness", "plot", str(FIXTURE), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for key in ("artifact_bytes", "boot_s", "memory_bytes"):
+        png, svg = tmp_path / f"{key}.png", tmp_path / f"{key}.svg"
+        assert png.stat().st_size > 5000 and svg.stat().st_size > 5000
+        img = mpimg.imread(png)
+        height, width = img.shape[:2]
+        assert width >= 600 and height == 450  # figsize 4.5 in at 100 dpi
+        rgb = img[..., :3]
+        non_white = np.mean(np.any(rgb < 0.95, axis=-1))
+        assert 0.02 < non_white < 0.9, non_white  # bars and text drawn, not a blank or solid image
+        text = svg.read_text()
+        assert "<svg" in text
+
+
+def test_marks_and_legend_in_svg(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "harness", "plot", str(FIXTURE), "--out", str(tmp_path),
+                    "--metrics", "boot"], check=True, capture_output=True, timeout=120)
+    svg = (tmp_path / "boot_s.svg").read_text()
+    assert "emulated" in svg.replace("\n", "") or "hatch" in svg  # legend text is drawn as glyph paths
+    assert 'id="patch' in svg and "pattern" in svg  # the hatches are SVG patterns
+
+
+def test_bars_and_log_rule() -> None:
+    data = {b.label: b for b in bars(__import__("json").loads(FIXTURE.read_text()), get("boot"))}
+    assert data["hello:debian-vm"].emulated and data["hello:alpine"].stand_in
+    assert data["hello:lupine"].median is None and data["hello:lupine"].missing == "failed"
+    assert data["hello:unikraft"].missing == "n/a"
+    assert not wants_log([0.25, 18.4])  # 74x: linear
+    assert wants_log([29_000, 312_000_000])  # four orders: log
+    assert not wants_log([])
+
+
+def test_missing_run_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness", "plot", str(tmp_path / "none")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
