@@ -1,0 +1,90 @@
+"""SIGINT and SIGTERM to `harness run` mid-boot: exit 130, nothing left, finished cells kept.
+
+Also inspects the booting container: the workload runs as an unprivileged
+user with every capability dropped, and published ports bind 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from harness.run.qemu import Accelerator, Forward, GuestSpec, build_argv
+from leaks import LABEL, LeakCheck, leak_check  # noqa: F401  (fixture)
+from test_faults import HELLO_C, SLOW_C, Spawned, write_workload
+
+
+def _booting_container(run_id: str, timeout: float = 60):
+    """The run's container once the engine says it is running."""
+    client = docker.from_env()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = client.containers.list(filters={"label": f"{LABEL}={run_id}", "status": "running"})
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    pytest.fail(f"no running container labelled {LABEL}={run_id} within {timeout} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_boot_exits_130_and_leaves_nothing(sig: signal.Signals, tmp_path: Path,
+                                                       leak_check: LeakCheck) -> None:
+    builds = tmp_path / "builds"
+    write_workload(builds, "quick", HELLO_C)
+    write_workload(builds, "slow", SLOW_C)
+    out = tmp_path / "out"
+    run = Spawned(["run", "--matrix", "quick,slow:scratch", "--reps", "1", "--warmup", "0",
+                   "--timeout", "120", "--builds", str(builds), "--out", str(out)], leak_check)
+    try:
+        run.wait_for("[2/2] slow:scratch")
+        run_id = json.loads((out / "results.json").read_text())["settings"]["run_id"]
+        leak_check.watch_run(run_id)
+        container = _booting_container(run_id)
+        attrs = container.attrs
+        assert attrs["Config"]["User"] == "65534:65534", "the workload never runs as root"
+        assert attrs["HostConfig"]["CapDrop"] == ["ALL"]
+        assert "no-new-privileges" in (attrs["HostConfig"]["SecurityOpt"] or [])
+        run.proc.send_signal(sig)
+        code = run.finish(timeout=60)
+    finally:
+        run.kill()
+    assert code == 130, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    data = json.loads((out / "results.json").read_text())
+    assert data["interrupted"] is True
+    assert [(c["workload"], c["status"]) for c in data["cells"]] == [("quick", "ok")]
+    assert not docker.from_env().containers.list(all=True, filters={"label": f"{LABEL}={run_id}"})
+
+
+def test_published_ports_bind_loopback_only(tmp_path: Path, leak_check: LeakCheck) -> None:
+    """The http workload's port is published on 127.0.0.1, never on every interface."""
+    out = tmp_path / "out"
+    run = Spawned(["run", "--matrix", "http:scratch", "--reps", "3", "--warmup", "0", "--out", str(out)],
+                  leak_check)
+    try:
+        run.wait_for("[1/1] http:scratch")
+        run_id = json.loads((out / "results.json").read_text())["settings"]["run_id"]
+        leak_check.watch_run(run_id)
+        container = _booting_container(run_id)
+        bindings = container.attrs["HostConfig"]["PortBindings"]
+        hosts = {b["HostIp"] for spec in bindings.values() for b in spec}
+        assert hosts == {"127.0.0.1"}, bindings
+        code = run.finish()
+    finally:
+        run.kill()
+    assert code == 0, run.stderr[-3000:]
+
+
+def test_qemu_port_forwards_bind_loopback_only() -> None:
+    """Every hostfwd QEMU is given names 127.0.0.1 as its host address."""
+    spec = GuestSpec(accel=Accelerator("tcg", "test"), kernel=Path("/boot/vmlinuz"),
+                     forwards=[Forward(18080, 8080), Forward(18081, 22)])
+    netdev = next(a for a in build_argv(spec) if a.startswith("user,"))
+    forwards = [part for part in netdev.split(",") if part.startswith("hostfwd=")]
+    assert len(forwards) == 2
+    assert all(part.startswith("hostfwd=tcp:127.0.0.1:") for part in forwards), netdev
