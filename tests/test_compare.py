@@ -1,0 +1,122 @@
+"""compare on two real container runs (the Docker engine must be up), then planted changes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.analyse.compare import compare_metric, parse_threshold
+from harness.analyse.metrics import get
+from harness.errors import UsageError
+
+MATRIX = "hello:scratch,alpine"
+
+
+def harness(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, docker_client) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("cmp")
+    for name in ("a", "b"):
+        proc = harness("run", "--matrix", MATRIX, "--reps", "5", "--warmup", "1", "--allow-stand-ins",
+                       "--quiet", "--out", str(base / name))
+        assert proc.returncode == 0, proc.stderr
+    return base / "a", base / "b"
+
+
+def _planted(src: Path, dst: Path, edit) -> Path:
+    data = json.loads((src / "results.json").read_text())
+    edit(data)
+    dst.mkdir()
+    (dst / "results.json").write_text(json.dumps(data))
+    return dst
+
+
+def test_same_run_is_unchanged(runs) -> None:
+    a, _ = runs
+    proc = harness("compare", str(a), str(a), "--fail-on", "worse")
+    assert proc.returncode == 0, proc.stdout
+    assert "worse |" not in proc.stdout and "0 worse" in proc.stdout
+
+
+def test_two_real_runs_nothing_changed(runs) -> None:
+    # Two runs of the same thing on a shared machine can differ by tens of percent in boot
+    # time; the images are identical. A wide threshold keeps only real regressions.
+    a, b = runs
+    proc = harness("compare", str(a), str(b), "--threshold", "200%", "--fail-on", "worse")
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.count("artifact_bytes") == 2 and "hello:scratch" in proc.stdout
+
+
+def test_planted_regression_fails(runs, tmp_path: Path) -> None:
+    a, b = runs
+
+    def inflate(data: dict) -> None:
+        for c in data["cells"]:
+            if c["form"] == "scratch":
+                c["size"]["artifact_bytes"] = int(c["size"]["artifact_bytes"] * 1.5)
+                for s in c["samples"]:
+                    s["boot_s"] *= 20
+    worse = _planted(b, tmp_path / "worse", inflate)
+    proc = harness("compare", str(a), str(worse), "--threshold", "10%", "--fail-on", "worse")
+    assert proc.returncode == 1, proc.stdout
+    line = next(x for x in proc.stdout.splitlines() if "hello:scratch" in x and "artifact_bytes" in x)
+    assert "worse" in line and "1.500" in line
+    boot = next(x for x in proc.stdout.splitlines() if "hello:scratch" in x and "boot_s" in x)
+    assert "worse" in boot
+    # without --fail-on the comparison is still printed but does not fail
+    assert harness("compare", str(a), str(worse)).returncode == 0
+
+
+def test_different_base_not_compared_unless_forced(runs, tmp_path: Path) -> None:
+    a, _ = runs
+
+    def rebase(data: dict) -> None:
+        for c in data["cells"]:
+            if c["form"] == "alpine":
+                c["details"]["stand_in"] = False
+                c["details"]["base"] = "alpine:3.20"
+                c["size"]["artifact_bytes"] *= 3
+    other = _planted(a, tmp_path / "other", rebase)
+    proc = harness("compare", str(a), str(other), "--fail-on", "worse")
+    assert proc.returncode == 0, proc.stdout
+    line = next(x for x in proc.stdout.splitlines() if "hello:alpine" in x)
+    assert "not compared" in line and "stand_in True -> False" in line and "--force" in line
+    forced = harness("compare", str(a), str(other), "--fail-on", "worse", "--force")
+    assert forced.returncode == 1 and "forced: " in forced.stdout
+
+
+def test_newly_failed_cell_counts_as_worse(runs, tmp_path: Path) -> None:
+    a, _ = runs
+
+    def fail(data: dict) -> None:
+        c = data["cells"][0]
+        c["status"], c["reason"], c["samples"] = "failed", "boot did not reach readiness", []
+    broken = _planted(a, tmp_path / "broken", fail)
+    proc = harness("compare", str(a), str(broken), "--fail-on", "worse")
+    assert proc.returncode == 1 and "status ok -> failed" in proc.stdout
+
+
+def test_verdicts_by_hand() -> None:
+    boot, size = get("boot"), get("size")
+    slow = [1.0, 1.1, 1.05, 0.95, 1.02, 0.98]
+    # all six NEW above all six BASE: U = 0, exact two-sided p = 2 / C(12, 6) = 2/924 = 0.0022
+    ratio, p, verdict = compare_metric(boot, slow, [x * 2 for x in slow], 0.10)
+    assert verdict == "worse" and ratio == pytest.approx(2.0) and p == pytest.approx(2 / 924)
+    assert compare_metric(boot, slow, [x * 1.05 for x in slow], 0.10)[2] in ("no change", "not significant")
+    assert compare_metric(boot, [1.0, 2.0, 3.0], [3.0, 1.0, 2.0], 0.10)[2] == "not significant"
+    assert compare_metric(size, [1000.0], [1050.0], 0.10)[2] == "no change"
+    assert compare_metric(size, [1000.0], [800.0], 0.10)[2] == "better"
+
+
+@pytest.mark.parametrize("text", ["10", "x%", "-5%"])
+def test_threshold_errors(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_threshold(text)
+    assert parse_threshold("10%") == pytest.approx(0.10)

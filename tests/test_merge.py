@@ -1,0 +1,98 @@
+"""--shard slices and merge, with real container runs (the Docker engine must be up)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UsageError
+from harness.record.merge import Source, merge
+from harness.run.matrix import Cell, parse_shard, shard
+
+MATRIX = "hello:scratch,alpine"
+
+
+def harness(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=600)
+
+
+def _run(out: Path, *extra: str) -> dict:
+    proc = harness("run", "--matrix", MATRIX, "--reps", "1", "--warmup", "0", "--allow-stand-ins", "--quiet",
+                   "--out", str(out), *extra)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((out / "results.json").read_text())
+
+
+def test_shard_round_robin_covers_once() -> None:
+    cells = [Cell("w", str(i)) for i in range(7)]
+    slices = [shard(cells, k, 3) for k in (1, 2, 3)]
+    assert slices[0] == [cells[0], cells[3], cells[6]]
+    assert sorted(c for s in slices for c in s) == sorted(cells)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("1", "not K/N"), ("a/b", "not K/N"), ("0/2", "between 1 and 2"), ("3/2", "between 1 and 2"),
+    ("1/0", "at least 1"),
+])
+def test_parse_shard_errors(spec: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_shard(spec)
+
+
+def test_shard_beyond_matrix_is_one_line(docker_client) -> None:
+    proc = harness("run", "--matrix", MATRIX, "--shard", "3/3", "--out", "/nonexistent/never")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "use N <= 2" in proc.stderr
+
+
+@pytest.mark.docker
+def test_shards_merge_to_the_single_run(tmp_path: Path, docker_client) -> None:
+    whole = _run(tmp_path / "whole")
+    one = _run(tmp_path / "s1", "--shard", "1/2")
+    two = _run(tmp_path / "s2", "--shard", "2/2")
+    keys = lambda d: [f"{c['workload']}:{c['form']}" for c in d["cells"]]  # noqa: E731
+    assert set(keys(one)).isdisjoint(keys(two))
+    assert sorted(keys(one) + keys(two)) == sorted(keys(whole))
+    # merged in reverse order on purpose: the shard's recorded matrix puts cells back in order
+    proc = harness("merge", str(tmp_path / "s2"), str(tmp_path / "s1"), "--out", str(tmp_path / "merged"))
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert keys(merged) == keys(whole) == whole["settings"]["cells"]
+    assert merged["settings"]["cells"] == whole["settings"]["cells"]
+    assert [m["shard"] for m in merged["settings"]["merged_from"]] == ["2/2", "1/2"]
+    report = harness("report", str(tmp_path / "merged"))
+    assert report.returncode == 0 and "scratch" in report.stdout
+
+    dup = harness("merge", str(tmp_path / "s1"), str(tmp_path / "whole"), "--out", str(tmp_path / "dup"))
+    assert dup.returncode == 2 and dup.stderr.count("\n") == 1 and "is in both" in dup.stderr
+    again = harness("merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "merged"))
+    assert again.returncode == 2 and "never overwritten" in again.stderr
+
+
+def _doc(cells: list[tuple[str, str]], **env) -> dict:
+    base_env = {"machine": "x86_64", "cpu_model": "AMD EPYC", "kernel": "6.1", "accelerators": [],
+                "tools": {"docker_engine": "20.10"}}
+    return {"schema_version": 1, "created": "2026-01-01T00:00:00Z", "environment": {**base_env, **env},
+            "settings": {"run_id": "x"},
+            "cells": [{"workload": w, "form": f, "status": "ok", "samples": []} for w, f in cells]}
+
+
+def test_merge_refuses_other_environment_unless_forced() -> None:
+    a = Source(Path("a"), _doc([("hello", "scratch")]))
+    b = Source(Path("b"), _doc([("hello", "alpine")], tools={"docker_engine": "24.0"}))
+    with pytest.raises(UsageError, match=r"tools.docker_engine: 20.10 vs 24.0.*--force"):
+        merge([a, b])
+    c = Source(Path("c"), _doc([("hello", "alpine")], accelerators=["tcg"]))
+    with pytest.raises(UsageError, match="accelerators"):
+        merge([a, c])
+    forced = merge([a, b], force=True)
+    assert forced["settings"]["merged_with_force"] is True
+    assert [x["form"] for x in forced["cells"]] == ["scratch", "alpine"]
+
+
+def test_merge_needs_two() -> None:
+    with pytest.raises(UsageError, match="at least two"):
+        merge([Source(Path("a"), _doc([]))])
