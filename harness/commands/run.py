@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from harness import forms as form_registry
+from harness import workloads
 from harness.build.cache import default_cache_dir
 from harness.errors import UsageError
 from harness.record import results as results_file
@@ -72,6 +73,8 @@ def validate(args: argparse.Namespace) -> RunSettings:
     cells = matrix_mod.parse(args.matrix, args.builds)
     if not cells:
         raise UsageError(f"--matrix {args.matrix!r} selects nothing; try --matrix all")
+    for name in dict.fromkeys(c.workload for c in cells):
+        workloads.load(name, args.builds)  # a bad workload.toml is bad input: say so before building
     if getattr(args, "shard", None):
         k, n = matrix_mod.parse_shard(args.shard)
         args.matrix_cells = [str(c) for c in cells]
