@@ -304,7 +304,9 @@ class VmForm:
             deadline = q.spawn_t + ctx.timeout_s
             ready_t = self._wait_ready(q, workload, host_port, deadline)
             if ready_t is None:
-                state = "QEMU still running" if q.alive() else f"QEMU exited with status {q.returncode}"
+                # The console closes a moment before QEMU is reaped: give it that moment.
+                status = q.wait_exit(3.0 if q.console_closed else 0.0)
+                state = "QEMU still running" if status is None else f"QEMU exited with status {status}"
                 raise BootFailed(f"vm: no readiness within {ctx.timeout_s:.0f} s ({state}); "
                                  f"console tail:\n{q.tail(15)}")
             meminfo = q.wait_for(lambda s: MEMINFO_RE.search(s) is not None,

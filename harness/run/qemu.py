@@ -321,6 +321,21 @@ class QemuProcess:
         return None if self.proc is None else self.proc.poll()
 
     @property
+    def console_closed(self) -> bool:
+        """True once QEMU's serial output has ended (QEMU exited or is exiting)."""
+        with self._cond:
+            return self._eof
+
+    def wait_exit(self, timeout_s: float) -> int | None:
+        """QEMU's exit status once it has exited (waiting up to timeout_s), else None."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    @property
     def qmp_socket(self) -> Path:
         if self.tmp is None:
             raise RuntimeError("QEMU was not started")
@@ -405,6 +420,10 @@ class QemuProcess:
         loop = self._qmp
         if loop.client is None:
             deadline = time.monotonic() + timeout_s
+            while not self.qmp_socket.exists():  # not yet created, or QEMU is gone: no noisy connects
+                if time.monotonic() >= deadline or not self.alive():
+                    raise ConnectionError(f"QMP socket of QEMU {self.pid} not available")
+                time.sleep(0.02)
             while True:
                 client = QMPClient(f"harness-{self.pid}")
                 try:
