@@ -1,0 +1,147 @@
+"""Bad input: one line on stderr naming the problem, exit 2, no traceback, nothing built.
+
+The CLI runs as a subprocess, as a user would run it.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness import workloads
+from harness.errors import UsageError
+from leaks import LeakCheck, leak_check  # noqa: F401  (fixture)
+from test_faults import HELLO_C, REPO, harness, write_workload
+
+
+def assert_usage_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("harness: error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (["--matrix", "../x:scratch"], ["unknown workload '../x'"]),
+    (["--matrix", "hello;rm -rf /:scratch"], ["rm"]),
+    (["--matrix", "$(id):scratch"], ["$(id)"]),
+    (["--matrix", "hello:scratch", "--memory", "512"], ["--memory", "no unit", "512Mi"]),
+    (["--matrix", "hello:scratch", "--memory", "lots"], ["--memory", "not a size"]),
+    (["--matrix", "hello:scratch", "--reps", "0"], ["--reps must be at least 1"]),
+    (["--matrix", "hello:scratch", "--reps", "many"], ["--reps", "invalid int"]),
+    (["--matrix", "hello::scratch"], ["malformed matrix item"]),
+    (["--matrix", "hello:"], ["malformed matrix item"]),
+    (["--matrix", " "], ["empty --matrix"]),
+    (["--matrix", "nosuch:scratch"], ["unknown workload 'nosuch'"]),
+    (["--matrix", "hello:nosuchform"], ["unknown form or workload 'nosuchform'"]),
+    (["--matrix", "hello:scratch", "--timeout", "0"], ["--timeout"]),
+    (["--matrix", "hello:scratch", "--accel", "fast"], ["--accel"]),
+    (["--matrix", "hello:scratch", "--nonsense"], ["unrecognized arguments"]),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_run_input_is_one_line_and_exit_2(extra: list[str], needles: list[str], tmp_path: Path,
+                                              leak_check: LeakCheck) -> None:
+    proc = harness(["run", *extra, "--out", str(tmp_path / "out")], leak_check, timeout=60)
+    assert_usage_error(proc, *needles)
+    assert not (tmp_path / "out").exists(), "nothing is created for bad input"
+
+
+def test_unwritable_out_is_refused(tmp_path: Path, leak_check: LeakCheck) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    proc = harness(["run", "--matrix", "hello:scratch", "--out", str(blocker / "out")], leak_check, timeout=60)
+    assert_usage_error(proc, "cannot write to --out")
+
+
+def test_existing_results_are_never_overwritten(tmp_path: Path, leak_check: LeakCheck) -> None:
+    (tmp_path / "results.json").write_text("{}")
+    proc = harness(["run", "--matrix", "hello:scratch", "--out", str(tmp_path)], leak_check, timeout=60)
+    assert_usage_error(proc, "already exists")
+    assert (tmp_path / "results.json").read_text() == "{}"
+
+
+def test_unreachable_engine_is_a_usage_error(tmp_path: Path, leak_check: LeakCheck) -> None:
+    proc = harness(["run", "--matrix", "hello:scratch", "--out", str(tmp_path / "out")], leak_check,
+                   timeout=120, DOCKER_HOST="unix:///nonexistent")
+    assert_usage_error(proc, "Docker engine unreachable at unix:///nonexistent", "scripts/setup.sh")
+
+
+def test_missing_builds_folder(tmp_path: Path, leak_check: LeakCheck) -> None:
+    proc = harness(["run", "--matrix", "all", "--builds", str(tmp_path / "none")], leak_check, timeout=60)
+    assert_usage_error(proc, "is not a folder")
+
+
+# ------------------------------------------------------------------ workload.toml
+
+
+def _defs(tmp_path: Path, toml: str) -> Path:
+    builds = tmp_path / "builds"
+    write_workload(builds, "wl", HELLO_C)
+    (builds / "wl" / "workload.toml").write_text(textwrap.dedent(toml))
+    return builds
+
+
+def test_toml_syntax_error_names_file_and_line(tmp_path: Path, leak_check: LeakCheck) -> None:
+    builds = _defs(tmp_path, '''\
+        description = "x"
+        sources = ["wl.c"]
+        kind = run-to-completion
+        ''')
+    proc = harness(["run", "--matrix", "wl:scratch", "--builds", str(builds),
+                    "--out", str(tmp_path / "out")], leak_check, timeout=60)
+    assert_usage_error(proc, str(builds / "wl" / "workload.toml"), "line 3")
+
+
+@pytest.mark.parametrize("toml, key", [
+    ('sources = ["wl.c"]\nkind = "daemon"\n[readiness]\ntype = "console"\nline = "x"\n', "'kind'"),
+    ('sources = ["wl.c"]\nport = 99999\n[readiness]\ntype = "tcp"\n', "'port'"),
+    ('sources = ["../etc/passwd"]\n[readiness]\ntype = "console"\nline = "x"\n', "source '../etc/passwd'"),
+    ('sources = ["wl.c"]\n[readiness]\ntype = "console"\n', "'line'"),
+    ('sources = ["wl.c"]\ncolour = "red"\n[readiness]\ntype = "console"\nline = "x"\n', "colour"),
+    ('sources = ["wl.c"]\n', "[readiness]"),
+])
+def test_semantic_errors_name_file_and_key(toml: str, key: str, tmp_path: Path) -> None:
+    builds = _defs(tmp_path, toml)
+    with pytest.raises(UsageError) as err:
+        workloads.load("wl", builds)
+    message = str(err.value)
+    assert message.startswith(str(builds / "wl" / "workload.toml") + ": ")
+    assert key in message
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "x;id", "$(id)", "a b", "-rf", "UPPER", ".hidden", ""])
+def test_workload_names_are_constrained(name: str, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="invalid workload name"):
+        workloads.load(name, tmp_path)
+
+
+def test_folders_with_bad_names_are_not_workloads(tmp_path: Path) -> None:
+    write_workload(tmp_path, "good", HELLO_C)
+    write_workload(tmp_path, "bad;name", HELLO_C)
+    assert workloads.available(tmp_path) == ["good"]
+
+
+# ------------------------------------------------------------------ the source itself
+
+
+def test_no_shell_true_anywhere_in_the_package() -> None:
+    """Every subprocess gets an argv list: no string is ever handed to a shell."""
+    offenders = []
+    for path in sorted((REPO / "harness").rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"shell\s*=\s*True", line) or re.search(r"\bos\.system\(|\bos\.popen\(", line):
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_hostfwd_is_only_built_by_the_qemu_runner() -> None:
+    """QEMU forwards are made in one place, which binds them to 127.0.0.1 (see test_interrupt)."""
+    users = [p.relative_to(REPO) for p in (REPO / "harness").rglob("*.py")
+             if "hostfwd" in p.read_text() and p.name != "qemu.py"]
+    assert users == []
