@@ -1,0 +1,55 @@
+"""Two `harness run` at once, sharing the build cache and the builds folder, do not collide.
+
+They get different run ids (so different container names and labels), free
+host ports for the same service, and one of them builds a new binary while
+the other waits on the cache lock and then reuses the very same file.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from leaks import LeakCheck, leak_check  # noqa: F401  (fixture)
+from test_faults import HELLO_C, Spawned, write_workload
+
+
+def test_two_runs_at_once_share_the_cache_without_colliding(tmp_path: Path, leak_check: LeakCheck) -> None:
+    builds = tmp_path / "builds"
+    # A fresh source, so both runs miss the binary cache at the same moment.
+    write_workload(builds, "twin", HELLO_C.replace("return 0", f'return puts("{uuid.uuid4().hex}") < 0'))
+    cache = tmp_path / "cache"
+    http_builds = Path(__file__).resolve().parent.parent / "builds"
+    runs = []
+    for name in ("a", "b"):
+        runs.append((Spawned(["run", "--matrix", "twin:scratch", "--reps", "3", "--warmup", "0",
+                              "--builds", str(builds), "--cache", str(cache), "--out", str(tmp_path / name)],
+                             leak_check), tmp_path / name))
+    for name in ("c", "d"):
+        runs.append((Spawned(["run", "--matrix", "http:scratch", "--reps", "3", "--warmup", "0",
+                              "--builds", str(http_builds), "--cache", str(cache),
+                              "--out", str(tmp_path / name)], leak_check), tmp_path / name))
+    try:
+        codes = [run.finish(timeout=300) for run, _ in runs]
+    finally:
+        for run, _ in runs:
+            run.kill()
+    for (run, _), code in zip(runs, codes):
+        assert code == 0, run.stderr[-3000:]
+    docs = [json.loads((out / "results.json").read_text()) for _, out in runs]
+    for doc in docs:
+        leak_check.watch_run(doc["settings"]["run_id"])
+        assert [c["status"] for c in doc["cells"]] == ["ok"], doc["cells"]
+    run_ids = {doc["settings"]["run_id"] for doc in docs}
+    assert len(run_ids) == 4, "every run has its own id, hence its own container names and labels"
+    twins = [doc["cells"][0] for doc in docs[:2]]
+    assert twins[0]["binary_sha256"] == twins[1]["binary_sha256"], "one binary, built once, shared"
+    assert twins[0]["binary"]["path_in_cache"] == twins[1]["binary"]["path_in_cache"]
+    entries = {p for p in (cache / "bin").iterdir() if not p.name.startswith(".")}
+    used = {Path(doc["cells"][0]["binary"]["path_in_cache"]).parent for doc in docs}
+    assert entries == used and len(used) == 2, "one entry per binary (twin, http): none half-built or doubled"
+    leftovers = [p.name for p in (cache / "bin").iterdir() if p.name.startswith(".") and p.is_dir()]
+    assert leftovers == [], "no work folders left in the cache"
+    for doc in docs[2:]:
+        assert all(s["boot_s"] > 0 for s in doc["cells"][0]["samples"]), "both services answered on their ports"
