@@ -209,3 +209,20 @@ def test_init_that_cannot_execute_is_a_failed_boot(tmp_path, no_qemu_left) -> No
     err = _boot_broken(make_binary(junk, info=info))
     assert "Kernel panic" in str(err)
     assert "init" in str(err)
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+def test_cloud_kernel_boots_hello_and_refuses_http(no_qemu_left) -> None:
+    from harness.errors import Unavailable
+
+    ctx = context(lupine_kernel="cloud")
+    artifact, sample = boot_workload("hello", ctx)
+    assert artifact.details["kernel_kind"] == "cloud"
+    assert sample.details["kernel_kind"] == "cloud"
+    assert "cloud" in sample.details["kernel_version"]
+    assert sample.memory["guest_configured_bytes"] == 128 * 1024**2
+    assert sample.boot_s > 0
+    with pytest.raises(Unavailable, match="virtio-net"):
+        boot_workload("http", ctx)
+    print(f"\nhello:lupine(cloud) boot {sample.boot_s:.3f} s size {artifact.size}")
