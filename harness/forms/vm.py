@@ -147,6 +147,25 @@ def _du_bytes(root: Path) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class BaseRecipe:
+    """What the Debian base is made from; its key names the cached base."""
+
+    key: str
+    packages: list[str]
+    sources: list[str]
+    mmdebstrap: str
+
+    @classmethod
+    def read(cls, recipe: Path) -> BaseRecipe:
+        sources = apt_sources()
+        mmdebstrap = _tool_version(["mmdebstrap", "--version"])
+        files = [recipe / n for n in ("packages.txt", "customize.sh", "harness-meminfo",
+                                       "harness-meminfo.service", "10-dhcp.network")]
+        key = digest(SUITE, "minbase", mmdebstrap, *sources, *files)[:24]
+        return cls(key=key, packages=packages(recipe), sources=sources, mmdebstrap=mmdebstrap)
+
+
 class VmForm:
     """Full VM: Debian with systemd under QEMU, the workload as a service."""
 
@@ -165,15 +184,17 @@ class VmForm:
     def build(self, workload: Workload, binary: Binary, ctx: Context) -> Artifact:
         self.check(ctx)
         recipe = recipe_dir()
-        base_path, base_info, base_hit = self._base(recipe, ctx)
+        base = BaseRecipe.read(recipe)
         network = workload.port is not None
-        key = digest(base_info["key"], binary.sha256, workload.name, str(network), IMAGE_RECIPE,
+        key = digest(base.key, binary.sha256, workload.name, str(network), IMAGE_RECIPE,
                      recipe / "add-workload.sh", recipe / "harness-workload.service.in")[:24]
+        base_hit: bool | None = None  # not even looked up when the image is cached
         with ctx.cache.entry("vm-image", key) as entry:
             if entry.hit:
                 ctx.progress(f"vm image cached, no build ({workload.name}, {entry.path.name})")
             else:
                 assert entry.work is not None
+                base_path, base_hit = self._base(base, recipe, ctx)
                 self._image(base_path, recipe, workload, binary, network, entry.work, ctx)
             path = entry.path
             hit = entry.hit
@@ -185,50 +206,40 @@ class VmForm:
             "cached": hit,
             "base_cached": base_hit,
             "image_key": key,
-            "base_key": base_info["key"],
+            "base_key": base.key,
             "distribution": f"Debian {SUITE}",
-            "packages": base_info["packages"],
+            "packages": base.packages,
             "kernel_release": info["kernel_release"],
             "boot_path": BOOT_PATH,
             "kernel_cmdline": KERNEL_APPEND,
             "binary_path": f"/usr/local/bin/{workload.name}",
             "binary_sha256": binary.sha256,
-            "mmdebstrap": base_info["mmdebstrap"],
-            "apt_sources": base_info["apt_sources"],
+            "mmdebstrap": base.mmdebstrap,
+            "apt_sources": base.sources,
             **accel.to_json(),
             "vmm": qemu.qemu_version(),
             "vmm_flags": qemu.vmm_flags(qemu.build_argv(spec)),
         }
         return Artifact(size=info["size"], details=details, handle=image, cached=hit)
 
-    def _base(self, recipe: Path, ctx: Context) -> tuple[Path, dict[str, Any], bool]:
+    def _base(self, base: BaseRecipe, recipe: Path, ctx: Context) -> tuple[Path, bool]:
         """The Debian root filesystem, shared by every workload's image."""
-        sources = apt_sources()
-        mmdebstrap = _tool_version(["mmdebstrap", "--version"])
-        pkgs = packages(recipe)
-        files = [recipe / n for n in ("packages.txt", "customize.sh", "harness-meminfo",
-                                       "harness-meminfo.service", "10-dhcp.network")]
-        key = digest(SUITE, "minbase", mmdebstrap, *sources, *files)[:24]
-        with ctx.cache.entry("vm-base", key) as entry:
+        with ctx.cache.entry("vm-base", base.key) as entry:
             if entry.hit:
-                ctx.progress(f"vm base image cached ({key})")
+                ctx.progress(f"vm base image cached ({base.key}); adding the workload")
             else:
                 assert entry.work is not None
                 ctx.progress(f"building the Debian {SUITE} base image with mmdebstrap "
-                             f"({len(pkgs)} packages; about a minute) ...")
+                             f"({len(base.packages)} packages; about a minute) ...")
                 t0 = time.monotonic()
                 rootfs = entry.work / "rootfs"
                 rootfs.mkdir()
                 hook = f"sh {shlex.quote(str(recipe / 'customize.sh'))} \"$1\" {shlex.quote(str(recipe))}"
                 _run(["mmdebstrap", "--variant=minbase", "--mode=root", "--quiet",
-                      f"--include={','.join(pkgs)}", f"--customize-hook={hook}",
-                      SUITE, f"{rootfs}/", *sources], "mmdebstrap", ctx)
+                      f"--include={','.join(base.packages)}", f"--customize-hook={hook}",
+                      SUITE, f"{rootfs}/", *base.sources], "mmdebstrap", ctx)
                 ctx.progress(f"vm base image built in {time.monotonic() - t0:.0f} s")
-                (entry.work / "base.json").write_text(json.dumps({
-                    "key": key, "packages": pkgs, "mmdebstrap": mmdebstrap, "apt_sources": sources,
-                }, indent=2))
-            path, hit = entry.path, entry.hit
-        return path, json.loads((path / "base.json").read_text()), hit
+            return entry.path, entry.hit
 
     def _image(self, base: Path, recipe: Path, workload: Workload, binary: Binary, network: bool,
                work: Path, ctx: Context) -> None:

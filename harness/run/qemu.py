@@ -289,16 +289,20 @@ class QemuProcess:
         if shutil.which(QEMU) is None:
             raise Unavailable(f"{QEMU} not found: apt-get install qemu-system-x86")
         self.tmp = Path(tempfile.mkdtemp(prefix="harness-qemu-"))
-        self.argv = build_argv(self.spec, self.qmp_socket)
-        with open(self.tmp / "qemu.stderr", "wb") as err:
-            self.spawn_t = time.monotonic()
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=err, start_new_session=True)
-        with _LIVE_LOCK:
-            _LIVE.add(self)
-        self._reader = threading.Thread(target=self._read_console, name=f"qemu-console-{self.pid}",
-                                        daemon=True)
-        self._reader.start()
+        try:
+            self.argv = build_argv(self.spec, self.qmp_socket)
+            with _LIVE_LOCK:
+                _LIVE.add(self)
+            with open(self.tmp / "qemu.stderr", "wb") as err:
+                self.spawn_t = time.monotonic()
+                self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                             stderr=err, start_new_session=True)
+            self._reader = threading.Thread(target=self._read_console, name=f"qemu-console-{self.pid}",
+                                            daemon=True)
+            self._reader.start()
+        except BaseException:
+            self.close()  # __exit__ does not run when __enter__ fails
+            raise
         return self
 
     def __enter__(self) -> QemuProcess:
