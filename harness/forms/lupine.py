@@ -9,7 +9,8 @@ stdio. It boots under QEMU (harness.run.qemu) by direct kernel boot on
 Where a boot starts and stops: spawn of QEMU -> first console byte -> the
 kernel's "Run /init as init process" line (printed just before it execs init)
 -> readiness (the workload's console line, or HTTP 200 through a forwarded
-port). boot_s is spawn -> readiness; teardown is excluded. The specialised
+port, polled from the hand-over on). boot_s is spawn -> readiness; teardown
+is excluded. The specialised
 kernel has no ACPI, so the guest halts rather than powers off; the harness
 quits QEMU over QMP after measuring (builds/lupine/README.md).
 """
@@ -265,9 +266,15 @@ class LupineForm:
                 return None
             return hit.t
         assert forward is not None
+        # Poll only from the kernel's hand-over to init: a connection opened
+        # before the guest's NIC is up is held by QEMU's user network stack
+        # and its SYN resent about a second later, which would add the
+        # probe's own retry delay to the boot time.
+        handover = q.wait_for(lambda s: INIT_MARKER in s or PANIC_MARKER in s, deadline)
+        if handover is None or PANIC_MARKER in handover.text:
+            return None
         probe = readiness.network_probe(r, "127.0.0.1", forward.host_port)
-        # A network probe answers only once the guest is up; poll it while the
-        # guest lives and has not panicked (a panic makes QEMU exit: -no-reboot).
+        # Poll while the guest lives (a panic makes QEMU exit: -no-reboot).
         return readiness.poll(probe, deadline, still_alive=q.alive, interval_s=0.02)
 
     def _failure(self, q: qemu.QemuProcess, workload: Workload, timeout_s: float) -> str:
