@@ -51,7 +51,7 @@ def no_qemu_left():
     assert not left, f"QEMU processes left running: {sorted(left)}"
 
 
-def context(tmp_path: Path | None = None, **options) -> Context:
+def context(**options) -> Context:
     cache = Cache(default_cache_dir())
     return Context(cache=cache, run_id="test-lupine", timeout_s=120.0,
                    progress=Progress(), options=options)
