@@ -41,7 +41,7 @@ BOTH_TOML = 'sources=["both.c"]\n[readiness]\ntype="console"\nline="out-line rea
 
 
 def test_scratch_hello_boots_with_phases_that_add_up(docker_client, ctx):
-    """Case 05: create, attach and boot add up to the wall time; teardown is outside it."""
+    """create, attach and boot add up to the wall time; teardown is outside it."""
     w = workloads.load("hello")
     b = binary_build.build(w, ctx.cache)
     form = ScratchForm()
@@ -63,7 +63,7 @@ def test_scratch_hello_boots_with_phases_that_add_up(docker_client, ctx):
 
 
 def test_fast_exiting_container_100_runs(docker_client, ctx, tmp_path):
-    """Case 04: create, attach, then start: 100 runs, every line captured, none hangs."""
+    """create, attach, then start: 100 runs, every line captured, none hangs."""
     w = make_workload(tmp_path, "both", BOTH_SRC, BOTH_TOML)
     b = binary_build.build(w, ctx.cache)
     form = ScratchForm()
@@ -82,7 +82,7 @@ def test_fast_exiting_container_100_runs(docker_client, ctx, tmp_path):
 
 
 def test_dynamic_binary_refused_before_build_naming_loader(docker_client, ctx, tmp_path):
-    """Case 03: a dynamically linked binary is refused for scratch, naming PT_INTERP."""
+    """a dynamically linked binary is refused for scratch, naming PT_INTERP."""
     src = '#include <stdio.h>\nint main(void){puts("dyn-ready");return 0;}\n'
     toml = 'sources=["dyn.c"]\nlink="dynamic"\n[readiness]\ntype="console"\nline="dyn-ready"\n'
     w = make_workload(tmp_path, "dyn", src, toml)
@@ -104,7 +104,7 @@ def test_dynamic_binary_refused_before_build_naming_loader(docker_client, ctx, t
 
 
 def test_shell_form_command_refused(ctx, tmp_path):
-    """Case 03: CMD in shell form needs /bin/sh, which scratch lacks."""
+    """CMD in shell form needs /bin/sh, which scratch lacks."""
     recipe = "FROM scratch\nCOPY workload /workload\nCMD /workload --serve\n"
     w = make_workload(tmp_path, "shelly", BOTH_SRC.replace("both", "shelly"),
                       BOTH_TOML.replace("both.c", "shelly.c"), {"scratch.Dockerfile": recipe})
@@ -114,7 +114,7 @@ def test_shell_form_command_refused(ctx, tmp_path):
 
 
 def test_foreign_architecture_refused(ctx, tmp_path):
-    """Case 03: an ELF for another machine would fail with 'exec format error'."""
+    """an ELF for another machine would fail with 'exec format error'."""
     w = workloads.load("hello")
     b = binary_build.build(w, ctx.cache)
     foreign = tmp_path / "hello"
@@ -130,7 +130,7 @@ def test_foreign_architecture_refused(ctx, tmp_path):
 
 
 def test_image_sizes_have_both_meanings_and_dedupe(docker_client, ctx):
-    """Case 02: unpacked vs compressed, shared layers counted once, Size without VirtualSize."""
+    """unpacked vs compressed, shared layers counted once, Size without VirtualSize."""
     form = AlpineForm()
     hello, http = workloads.load("hello"), workloads.load("http")
     a1 = form.build(hello, binary_build.build(hello, ctx.cache), ctx)

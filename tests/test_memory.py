@@ -1,4 +1,4 @@
-"""Case 01: a container's memory is its working set, whatever the stats layout."""
+"""A container's memory is its working set, whatever the stats layout."""
 
 from __future__ import annotations
 

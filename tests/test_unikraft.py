@@ -100,7 +100,7 @@ def test_unavailable_when_kraft_version_fails(tmp_path, fake_kraft, monkeypatch)
         UnikraftForm().check(make_ctx(tmp_path))
 
 
-# -- memory units (case 10) ------------------------------------------------------
+# -- memory units ------------------------------------------------------
 
 
 @pytest.mark.parametrize(

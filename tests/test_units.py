@@ -1,4 +1,4 @@
-"""Memory sizes always carry a unit (case 10's rule applies to every form)."""
+"""Memory sizes always carry a unit, in every form."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What the two container forms share: build through the engine, boot, measure.
 
-Boot follows the order that never loses output (case 04): create, attach,
+Boot follows the order that never loses output: create, attach,
 start. The instants are taken on the monotonic clock:
 
     t0 create requested -> t1 created -> t2 attached, start requested

@@ -14,7 +14,7 @@ class ScratchForm(ContainerForm):
     recipe = "scratch.Dockerfile"
 
     def preflight(self, recipe: Path, binary: Binary) -> None:
-        """Refuse, before building, what fails only at start in an empty image (case 03)."""
+        """Refuse, before building, what fails only at start in an empty image."""
         dockerfile.check_scratch(recipe)
         elf.require_self_contained(binary.path, binary.info, "a scratch image")
         elf.require_host_machine(binary.path, binary.info)

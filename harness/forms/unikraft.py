@@ -73,7 +73,7 @@ class MemoryFlag:
 def memory_flag(n_bytes: Any) -> MemoryFlag:
     """-M for a size in bytes; rounded up to whole MiB, never a bare number.
 
-    kraft has read a bare number as something other than MiB (case 10), so the
+    kraft has read a bare number as something other than MiB, so the
     unit is always written out.
     """
     if isinstance(n_bytes, str):

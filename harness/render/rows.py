@@ -2,7 +2,7 @@
 
 A Table holds only strings, chosen here, so no format (tabulate, LaTeX, HTML)
 ever reformats a number or prints nan/None/0 for a missing one: a failed cell
-says `failed`, an unavailable or absent one `n/a` (cases/09). Each numeric
+says `failed`, an unavailable or absent one `n/a`. Each numeric
 column has one unit, picked from its values and stated in its header.
 """
 
