@@ -147,3 +147,25 @@ def leak_check() -> Iterator[LeakCheck]:
         check.assert_clean()
     finally:
         check.close()
+
+
+def qemu_children() -> list[int]:
+    """QEMU processes started by this test process (directly or through the harness)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.name() == QEMU:
+                found.append(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@pytest.fixture
+def no_qemu_left() -> Iterator[None]:
+    """The test must leave no QEMU of its own behind, whatever happened in it."""
+    yield
+    deadline = time.monotonic() + 5
+    while qemu_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert qemu_children() == [], "a QEMU process outlived the test"

@@ -91,7 +91,7 @@ def test_dynamic_binary_refused_before_build_naming_loader(docker_client, ctx, t
     with pytest.raises(UsageError) as err:
         ScratchForm().build(w, b, ctx)
     assert b.info.interpreter in str(err.value) and "statically" in str(err.value)
-    assert image.exists(docker_client, f"harness/dyn-scratch") is None
+    assert image.exists(docker_client, "harness/dyn-scratch") is None
     # The same source linked statically runs.
     static = replace(w, link="static-pie")
     sb = binary_build.build(static, ctx.cache)

@@ -9,7 +9,6 @@ scripts/setup.sh did not install something.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest

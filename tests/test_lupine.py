@@ -16,12 +16,13 @@ import psutil
 import pytest
 
 from harness.build import binary as binary_build
-from harness.build import elf
+from harness.build import elf, initramfs
 from harness.build.binary import Binary
 from harness.build.cache import Cache, default_cache_dir
 from harness.errors import BootFailed, UsageError
 from harness.forms import lupine
 from harness.forms.base import Context, Progress
+from harness.measure import guest
 from harness.workloads import load
 
 QEMU_NAMES = ("qemu-system-x86_64", "qemu-system-x86")
@@ -77,9 +78,9 @@ def compile_c(tmp_path: Path, source: str, *flags: str, cc: str = "musl-gcc") ->
 
 def test_newc_archive_round_trips_and_cpio_reads_it(tmp_path) -> None:
     payload = b"\x7fELF" + bytes(range(256)) * 3 + b"odd"
-    data = lupine.newc_archive(lupine.initramfs_entries(payload))
+    data = initramfs.newc_archive(initramfs.init_only(payload))
     assert len(data) % 4 == 0
-    members = lupine.read_newc(data)
+    members = initramfs.read_newc(data)
     assert set(members) == {"dev", "dev/console", "init"}
     assert members["init"].data == payload and members["init"].mode == 0o100755
     console = members["dev/console"]
@@ -95,7 +96,7 @@ def test_initramfs_holds_the_very_binary(tmp_path) -> None:
     binary = binary_build.build(wl, Cache(tmp_path))
     path, cached = lupine.build_initramfs(binary, Cache(tmp_path))
     assert not cached
-    init = lupine.read_newc(path.read_bytes())["init"].data
+    init = initramfs.read_newc(path.read_bytes())["init"].data
     assert hashlib.sha256(init).hexdigest() == binary.sha256
     assert lupine.build_initramfs(binary, Cache(tmp_path)) == (path, True)
 
@@ -113,11 +114,11 @@ def test_kernel_command_line() -> None:
 
 
 def test_guest_memory_from_meminfo_line() -> None:
-    from harness.run.qemu import ConsoleLine
-
-    lines = [ConsoleLine(1.0, "x"), ConsoleLine(2.0, "harness-meminfo total=1000 available=600")]
-    assert lupine.guest_used_bytes(lines) == (1000, 400)
-    assert lupine.guest_used_bytes(lines[:1]) == (None, None)
+    lines = ["x", "harness-meminfo total=1000 available=600", "harness-meminfo total=9 available=1"]
+    mem = guest.guest_memory(lines)
+    assert mem is not None and (mem.total_bytes, mem.available_bytes, mem.used_bytes) == (1000, 600, 400)
+    assert guest.guest_memory(lines[:1]) is None
+    assert not guest.has_meminfo("harness-meminfo total=x available=1")
 
 
 # --- real boots ----------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -17,30 +16,9 @@ import pytest
 from harness.build.cache import Cache
 from harness.errors import Unavailable, UsageError
 from harness.run import qemu
+from leaks import QEMU, no_qemu_left, qemu_children  # noqa: F401  (fixture)
 
-QEMU = "qemu-system-x86_64"
-
-
-def qemu_children() -> list[int]:
-    """QEMU processes started by this test process."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.name() == QEMU:
-                found.append(child.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
-@pytest.fixture(autouse=True)
-def no_qemu_left() -> Iterator[None]:
-    """Every test must leave no QEMU behind, whatever happened in it."""
-    yield
-    deadline = time.monotonic() + 5
-    while qemu_children() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert qemu_children() == [], "a QEMU process outlived the test"
+pytestmark = pytest.mark.usefixtures("no_qemu_left")
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,7 @@ import http.client
 import io
 import secrets
 import time
-from collections.abc import Iterator
 
-import psutil
 import pytest
 
 from harness import workloads
@@ -24,31 +22,10 @@ from harness.forms import vm
 from harness.forms.base import Artifact, Context, Progress
 from harness.measure.readiness import free_port, http_ready, poll
 from harness.run import qemu
-
-QEMU = "qemu-system-x86_64"
+from leaks import no_qemu_left  # noqa: F401  (fixture)
 BOOT_TIMEOUT_S = 300.0  # a TCG boot takes ~30-40 s here; other work may share the two cores
 
-pytestmark = [pytest.mark.qemu, pytest.mark.slow]
-
-
-def qemu_children() -> list[int]:
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.name() == QEMU:
-                found.append(child.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
-@pytest.fixture(autouse=True)
-def no_qemu_left() -> Iterator[None]:
-    yield
-    deadline = time.monotonic() + 5
-    while qemu_children() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert qemu_children() == [], "a QEMU process outlived the test"
+pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.usefixtures("no_qemu_left")]
 
 
 def make_ctx(cache: Cache, timeout_s: float = BOOT_TIMEOUT_S, **options: object) -> Context:

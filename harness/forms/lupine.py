@@ -17,19 +17,18 @@ quits QEMU over QMP after measuring (builds/lupine/README.md).
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.build import elf, kernel
+from harness.build import elf, initramfs, kernel
 from harness.build.binary import Binary
 from harness.build.cache import Cache, digest
 from harness.errors import BootFailed, Unavailable, UsageError
 from harness.forms.base import Artifact, Context, Sample
-from harness.measure import readiness
+from harness.measure import guest, readiness
 from harness.measure.memory import process_memory
 from harness.run import qemu
 from harness.units import mebibytes
@@ -44,7 +43,6 @@ GUEST_IP = "10.0.2.15::10.0.2.2:255.255.255.0::eth0:off"
 INIT_MARKER = "Run /init as init process"
 PANIC_MARKER = "Kernel panic - not syncing"
 HALT_MARKER = "reboot: System halted"
-MEMINFO_RE = re.compile(r"harness-meminfo total=(\d+) available=(\d+)")
 MEMINFO_WAIT_S = 5.0
 INITRAMFS_RECIPE = "newc uncompressed: dev/, dev/console c 5 1, init; v1"
 # Neither kernel sees ACPI (none built in; microvm runs with acpi=off), so the
@@ -55,72 +53,6 @@ POWEROFF = "halt+qmp-quit"
 # --- initramfs ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CpioEntry:
-    """One member of a newc archive: a directory, a device node or a regular file."""
-
-    name: str
-    mode: int
-    data: bytes = b""
-    rdev_major: int = 0
-    rdev_minor: int = 0
-
-
-def newc_archive(entries: list[CpioEntry]) -> bytes:
-    """An uncompressed newc ("070701") cpio archive, reproducible (owner 0, mtime 0).
-
-    The kernel unpacks this format into the initramfs root; headers and data
-    are padded to 4 bytes as the format requires.
-    """
-    out = bytearray()
-
-    def put(ino: int, e: CpioEntry) -> None:
-        name = e.name.encode() + b"\0"
-        nlink = 2 if e.mode & 0o170000 == 0o040000 else 1
-        fields = (ino, e.mode, 0, 0, nlink, 0, len(e.data), 0, 0,
-                  e.rdev_major, e.rdev_minor, len(name), 0)
-        out.extend(b"070701" + b"".join(b"%08X" % f for f in fields) + name)
-        out.extend(b"\0" * (-len(out) % 4))
-        out.extend(e.data)
-        out.extend(b"\0" * (-len(out) % 4))
-
-    for ino, entry in enumerate(entries, start=1):
-        put(ino, entry)
-    put(0, CpioEntry("TRAILER!!!", 0))
-    return bytes(out)
-
-
-def read_newc(data: bytes) -> dict[str, CpioEntry]:
-    """Members of a newc archive by name (for checks and tests)."""
-    members: dict[str, CpioEntry] = {}
-    pos = 0
-    while pos < len(data):
-        if data[pos:pos + 6] != b"070701":
-            raise ValueError(f"bad newc magic at offset {pos}")
-        f = [int(data[pos + 6 + 8 * i: pos + 14 + 8 * i], 16) for i in range(13)]
-        mode, size, rmaj, rmin, namesize = f[1], f[6], f[9], f[10], f[11]
-        start = pos + 110
-        name = data[start:start + namesize - 1].decode()
-        pos = start + namesize
-        pos += -pos % 4
-        body = data[pos:pos + size]
-        pos += size
-        pos += -pos % 4
-        if name == "TRAILER!!!":
-            break
-        members[name] = CpioEntry(name, mode, body, rmaj, rmin)
-    return members
-
-
-def initramfs_entries(init: bytes) -> list[CpioEntry]:
-    """Nothing but /init and the console node init's stdin/stdout/stderr are opened on."""
-    return [
-        CpioEntry("dev", 0o040755),
-        CpioEntry("dev/console", 0o020600, rdev_major=5, rdev_minor=1),
-        CpioEntry("init", 0o100755, init),
-    ]
-
-
 def build_initramfs(binary: Binary, cache: Cache) -> tuple[Path, bool]:
     """The initramfs for this binary, from the cache or written into it; (path, cached)."""
     elf.require_self_contained(binary.path, binary.info, "a one-file initramfs")
@@ -128,7 +60,7 @@ def build_initramfs(binary: Binary, cache: Cache) -> tuple[Path, bool]:
     with cache.entry("lupine-initramfs", key) as entry:
         if not entry.hit:
             assert entry.work is not None
-            data = newc_archive(initramfs_entries(binary.path.read_bytes()))
+            data = initramfs.newc_archive(initramfs.init_only(binary.path.read_bytes()))
             (entry.work / "initramfs.cpio").write_bytes(data)
         hit = entry.hit
     return entry.path / "initramfs.cpio", hit
@@ -164,16 +96,6 @@ def kernel_append(workload: Workload) -> str:
     return " ".join(parts)
 
 
-def guest_used_bytes(lines: list[qemu.ConsoleLine]) -> tuple[int | None, int | None]:
-    """(MemTotal, MemTotal - MemAvailable) from the guest's harness-meminfo line, if seen."""
-    for line in lines:
-        m = MEMINFO_RE.search(line.text)
-        if m:
-            total, available = int(m.group(1)), int(m.group(2))
-            return total, total - available
-    return None, None
-
-
 class LupineForm:
     name: ClassVar[str] = "lupine"
     family: ClassVar[str] = "unikernel"
@@ -198,9 +120,9 @@ class LupineForm:
                     f"the {kind} kernel {kern.version} has virtio-net as "
                     f"{options.get('CONFIG_VIRTIO_NET', 'n')!r}, not built in; a one-file "
                     f"initramfs cannot load modules, so {workload.name} gets no network")
-        initramfs, initramfs_cached = build_initramfs(binary, ctx.cache)
+        initrd, initramfs_cached = build_initramfs(binary, ctx.cache)
         kernel_bytes = kern.size_bytes
-        initramfs_bytes = initramfs.stat().st_size
+        initramfs_bytes = initrd.stat().st_size
         details: dict[str, Any] = {
             **kern.details(),
             "kernel_format": "bzImage",
@@ -213,7 +135,7 @@ class LupineForm:
             size={"artifact_bytes": kernel_bytes + initramfs_bytes, "kernel_bytes": kernel_bytes,
                   "initramfs_bytes": initramfs_bytes, "binary_bytes": binary.size_bytes},
             details=details,
-            handle=Built(kern, initramfs),
+            handle=Built(kern, initrd),
             cached=kern.cached and initramfs_cached,
         )
 
@@ -243,7 +165,7 @@ class LupineForm:
             ready_t = self._wait_ready(q, workload, forward, deadline)
             if ready_t is None:
                 raise BootFailed(self._failure(q, workload, deadline_s))
-            meminfo = q.wait_for(lambda s: MEMINFO_RE.search(s) is not None,
+            meminfo = q.wait_for(guest.has_meminfo,
                                  min(deadline, time.monotonic() + MEMINFO_WAIT_S))
             vmm = process_memory(q.pid)
             lines = q.lines()
@@ -297,13 +219,14 @@ class LupineForm:
                 phases["kernel_s"] = init - first
                 phases["init_to_ready_s"] = ready_t - init
         details["init_marker"] = INIT_MARKER if init is not None else None
-        total, used = guest_used_bytes(lines)
+        mem = guest.guest_memory(ln.text for ln in lines)
         memory: dict[str, int | None] = {
             "vmm_pss_bytes": vmm.pss_bytes,
             "vmm_rss_bytes": vmm.rss_bytes,
             "guest_configured_bytes": spec.memory_mib * 1024**2,
-            "guest_total_bytes": total,
-            "guest_used_bytes": used,
+            "guest_total_bytes": mem.total_bytes if mem else None,
+            "guest_available_bytes": mem.available_bytes if mem else None,
+            "guest_used_bytes": mem.used_bytes if mem else None,
         }
         headline = vmm.pss_bytes if vmm.pss_bytes is not None else vmm.rss_bytes
         return Sample(boot_s=ready_t - spawn, memory_bytes=headline, phases=phases,

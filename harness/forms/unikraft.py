@@ -33,7 +33,7 @@ from harness.build.binary import Binary, sha256_file
 from harness.build.cache import digest
 from harness.errors import BootFailed, BuildFailed, Unavailable, UsageError, tail
 from harness.forms.base import Artifact, Context, Sample
-from harness.measure import readiness
+from harness.measure import guest, readiness
 from harness.measure.memory import process_memory
 from harness.units import mebibytes, parse_size
 from harness.workloads import Workload
@@ -50,7 +50,6 @@ INSTALL_HINT = (
 )
 # kraft's own switches, so it never waits on a prompt or draws a TUI in a pipe.
 KRAFT_ENV = {"KRAFTKIT_NO_PROMPT": "true", "KRAFTKIT_LOG_TYPE": "basic", "KRAFTKIT_NO_COLOR": "true"}
-MEMINFO_RE = re.compile(r"harness-meminfo total=(\d+) available=(\d+)")
 
 
 class KraftOutputError(BootFailed):
@@ -154,8 +153,8 @@ def run_argv(name: str, memory: MemoryFlag, rootfs: Path | None, project: Path,
              ports: list[tuple[int, int]]) -> list[str]:
     """The `kraft run` arguments for one detached boot."""
     argv = ["run", "--detach", "--name", name, "--plat", PLATFORM, "--arch", ARCH, "-M", memory.text]
-    for host, guest in ports:
-        argv += ["-p", f"{host}:{guest}"]
+    for host_port, guest_port in ports:
+        argv += ["-p", f"{host_port}:{guest_port}"]
     if rootfs is not None:
         argv += ["--rootfs", str(rootfs)]
     argv.append(str(project))
@@ -389,10 +388,11 @@ class UnikraftForm:
             "vmm_rss_bytes": mem.rss_bytes if mem else None,
             "guest_configured_bytes": memory.passed_bytes,
         }
-        found = MEMINFO_RE.search(console)
-        if found:
-            memory_figures["guest_total_bytes"] = int(found.group(1))
-            memory_figures["guest_available_bytes"] = int(found.group(2))
+        gm = guest.guest_memory(console.splitlines())
+        if gm:
+            memory_figures["guest_total_bytes"] = gm.total_bytes
+            memory_figures["guest_available_bytes"] = gm.available_bytes
+            memory_figures["guest_used_bytes"] = gm.used_bytes
         headline = None if mem is None else (mem.pss_bytes if mem.pss_bytes is not None else mem.rss_bytes)
         details: dict[str, Any] = {
             "instance": name,

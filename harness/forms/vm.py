@@ -40,6 +40,7 @@ from harness.build.binary import Binary
 from harness.build.cache import digest
 from harness.errors import BootFailed, BuildFailed, Unavailable, tail
 from harness.forms.base import Artifact, Context, Sample
+from harness.measure import guest
 from harness.measure.memory import process_memory
 from harness.measure.readiness import free_port, network_probe, poll
 from harness.run import qemu
@@ -55,7 +56,6 @@ BOOT_PATH = "direct kernel boot: the image's own vmlinuz + initrd via -kernel/-i
 # The kernel hands over to userspace (the initramfs's /init, or /sbin/init without one).
 HANDOVER_MARKERS = ("Run /init as init process", "Run /sbin/init as init process")
 SYSTEMD_MARKER = "Welcome to"
-MEMINFO_RE = re.compile(r"harness-meminfo total=(\d+) available=(\d+)")
 MEMINFO_WAIT_S = 15.0
 HTTP_POLL_S = 0.05
 TOOLS = {
@@ -320,7 +320,7 @@ class VmForm:
                 state = "QEMU still running" if status is None else f"QEMU exited with status {status}"
                 raise BootFailed(f"vm: no readiness within {ctx.timeout_s:.0f} s ({state}); "
                                  f"console tail:\n{q.tail(15)}")
-            meminfo = q.wait_for(lambda s: MEMINFO_RE.search(s) is not None,
+            meminfo = q.wait_for(guest.has_meminfo,
                                  min(time.monotonic() + MEMINFO_WAIT_S, deadline + MEMINFO_WAIT_S))
             pm = process_memory(q.pid)
             kvm_state = self._query_kvm(q)
@@ -330,19 +330,14 @@ class VmForm:
             t_quit = time.monotonic()
             graceful = q.quit(5.0)
         teardown_s = time.monotonic() - t_quit
-        guest_total = guest_avail = guest_used = None
-        if meminfo is not None:
-            m = MEMINFO_RE.search(meminfo.text)
-            assert m is not None
-            guest_total, guest_avail = int(m.group(1)), int(m.group(2))
-            guest_used = guest_total - guest_avail
+        gm = guest.guest_memory([meminfo.text]) if meminfo is not None else None
         memory = {
             "vmm_pss_bytes": pm.pss_bytes,
             "vmm_rss_bytes": pm.rss_bytes,
             "guest_configured_bytes": spec.memory_mib * 1024**2,
-            "guest_total_bytes": guest_total,
-            "guest_available_bytes": guest_avail,
-            "guest_used_bytes": guest_used,
+            "guest_total_bytes": gm.total_bytes if gm else None,
+            "guest_available_bytes": gm.available_bytes if gm else None,
+            "guest_used_bytes": gm.used_bytes if gm else None,
         }
         headline, source = (pm.pss_bytes, "vmm_pss") if pm.pss_bytes is not None else (pm.rss_bytes, "vmm_rss")
         details.update({

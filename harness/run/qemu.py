@@ -41,6 +41,7 @@ from typing import Any
 
 from qemu.qmp import QMPClient
 
+from harness.build import initramfs
 from harness.build.cache import Cache, digest
 from harness.errors import Unavailable, UsageError
 
@@ -515,24 +516,6 @@ class ProbeGuest:
     kernel_package: str
 
 
-def _cpio_newc(entries: list[tuple[str, int, bytes, int, int]]) -> bytes:
-    """A newc cpio archive from (name, mode, data, rdev_major, rdev_minor) entries."""
-    out = bytearray()
-
-    def add(ino: int, name: str, mode: int, data: bytes, rmaj: int = 0, rmin: int = 0) -> None:
-        nm = name.encode() + b"\0"
-        fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, rmaj, rmin, len(nm), 0]
-        out.extend(b"070701" + b"".join(b"%08X" % f for f in fields) + nm)
-        out.extend(b"\0" * (-len(out) % 4))
-        out.extend(data)
-        out.extend(b"\0" * (-len(out) % 4))
-
-    for ino, (name, mode, data, rmaj, rmin) in enumerate(entries, start=1):
-        add(ino, name, mode, data, rmaj, rmin)
-    add(0, "TRAILER!!!", 0, b"")
-    return bytes(out)
-
-
 def _run(cmd: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False,
                           stdin=subprocess.DEVNULL, timeout=timeout)
@@ -572,11 +555,7 @@ def probe_guest(cache: Cache) -> ProbeGuest:
             debs[0].unlink()
             cc = "musl-gcc" if shutil.which("musl-gcc") else "gcc"
             _run([cc, "-static", "-O2", "-s", "-o", str(work / "init"), str(PROBE_INIT_SOURCE)])
-            cpio = _cpio_newc([
-                ("dev", 0o040755, b"", 0, 0),
-                ("dev/console", 0o020600, b"", 5, 1),
-                ("init", 0o100755, (work / "init").read_bytes(), 0, 0),
-            ])
+            cpio = initramfs.newc_archive(initramfs.init_only((work / "init").read_bytes()))
             (work / "initrd.cpio").write_bytes(cpio)
             (work / "init").unlink()
         path = entry.path
