@@ -50,7 +50,7 @@ def _labelled(run_ids: set[str] | None) -> tuple[set[str], set[str]]:
             {i.id for i in images if mine(i.labels)})
 
 
-def _qemu_pids(marker: str) -> set[int]:
+def marked_qemu_pids(marker: str) -> set[int]:
     """QEMU processes carrying this test's marker, or descended from this process."""
     me = os.getpid()
     found: set[int] = set()
@@ -113,7 +113,7 @@ class LeakCheck:
         return {
             "containers": sorted(containers),
             "images": sorted(images),
-            "qemu": sorted(_qemu_pids(self.marker)),
+            "qemu": sorted(marked_qemu_pids(self.marker)),
             "temp_dirs": sorted(self._new_temp_dirs()),
         }
 

@@ -1,5 +1,7 @@
 """SIGINT and SIGTERM to `harness run` mid-boot: exit 130, nothing left, finished cells kept.
 
+Both a container boot and a VM boot (a real QEMU guest) are interrupted.
+
 Also inspects the booting container: the workload runs as an unprivileged
 user with every capability dropped, and published ports bind 127.0.0.1 only.
 """
@@ -15,7 +17,7 @@ import docker
 import pytest
 
 from harness.run.qemu import Accelerator, Forward, GuestSpec, build_argv
-from leaks import LABEL, LeakCheck, leak_check  # noqa: F401  (fixture)
+from leaks import LABEL, LeakCheck, marked_qemu_pids, leak_check  # noqa: F401  (fixture)
 from test_faults import HELLO_C, SLOW_C, Spawned, write_workload
 
 
@@ -59,6 +61,34 @@ def test_signal_mid_boot_exits_130_and_leaves_nothing(sig: signal.Signals, tmp_p
     assert data["interrupted"] is True
     assert [(c["workload"], c["status"]) for c in data["cells"]] == [("quick", "ok")]
     assert not docker.from_env().containers.list(all=True, filters={"label": f"{LABEL}={run_id}"})
+
+
+def test_sigint_mid_vm_boot_exits_130_with_no_qemu_left(tmp_path: Path, leak_check: LeakCheck) -> None:
+    """Ctrl-C while QEMU boots the full VM: exit 130, QEMU gone, the finished cell kept."""
+    out = tmp_path / "out"
+    run = Spawned(["run", "--matrix", "http:scratch hello:vm", "--reps", "1", "--warmup", "0",
+                   "--timeout", "300", "--out", str(out)], leak_check)
+    try:
+        # The VM image may be built here first (minutes on a new machine).
+        run.wait_for("vm: booting hello", timeout=1200)
+        leak_check.watch_results(out / "results.json")
+        deadline = time.monotonic() + 60
+        while not marked_qemu_pids(leak_check.marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marked_qemu_pids(leak_check.marker), "QEMU never started"
+        time.sleep(3)  # well inside the boot: a TCG boot of this VM takes tens of seconds
+        assert not any("hello:vm rep 1/1" in line for line in run.lines), "the boot finished too soon"
+        run.proc.send_signal(signal.SIGINT)
+        code = run.finish(timeout=60)
+    finally:
+        run.kill()
+    assert code == 130, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert not marked_qemu_pids(leak_check.marker), "QEMU outlived the interrupted run"
+    data = json.loads((out / "results.json").read_text())
+    assert data["interrupted"] is True
+    assert [(c["workload"], c["form"], c["status"]) for c in data["cells"]] == [("http", "scratch", "ok")]
+    assert data["cells"][0]["samples"][0]["boot_s"] > 0
 
 
 def test_published_ports_bind_loopback_only(tmp_path: Path, leak_check: LeakCheck) -> None:
