@@ -39,6 +39,8 @@ from harness.workloads import Workload
 
 RECIPES = Path(__file__).resolve().parent.parent.parent / "builds" / "containers"
 ENGINE_ERRORS = (DockerException, RequestException, OSError)
+# Every workload container runs as nobody, with no capabilities and no way to gain any.
+UNPRIVILEGED: dict[str, Any] = {"user": "65534:65534", "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
 
 
 @dataclass
@@ -188,8 +190,7 @@ class ContainerForm:
             t0 = time.monotonic()
             container = client.containers.create(
                 artifact.handle, name=name, detach=True, labels=ctx.label, ports=ports,
-                cgroup_parent=f"/{peak.name}" if peak_ok else None, user="65534:65534",
-                cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                cgroup_parent=f"/{peak.name}" if peak_ok else None, **UNPRIVILEGED,
             )
             t1 = time.monotonic()
             stream = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
