@@ -15,6 +15,7 @@ teardown, never counted.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import threading
@@ -33,12 +34,14 @@ from harness.errors import BootFailed, BuildFailed, Unavailable, tail
 from harness.forms.base import Artifact, Context, Sample
 from harness.measure.memory import working_set
 from harness.measure.readiness import console_matches, free_port, network_probe, poll
-from harness.run import engine
+from harness.run import cgroup, engine
 from harness.run.cgroup import PeakCgroup
 from harness.workloads import Workload
 
 RECIPES = Path(__file__).resolve().parent.parent.parent / "builds" / "containers"
 ENGINE_ERRORS = (DockerException, RequestException, OSError)
+# Names each sample's parent cgroup uniquely within the process.
+_SAMPLES = itertools.count(1)
 # Every workload container runs as nobody, with no capabilities and no way to gain any.
 UNPRIVILEGED: dict[str, Any] = {"user": "65534:65534", "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
 
@@ -180,8 +183,8 @@ class ContainerForm:
 
     def boot(self, artifact: Artifact, workload: Workload, ctx: Context) -> Sample:
         client = engine.client()
-        peak = PeakCgroup(f"harness-{ctx.run_id}")
-        peak_ok = peak.reset()
+        peak = PeakCgroup(cgroup.prefix(ctx.run_id) + str(next(_SAMPLES)), engine.cgroup_driver())
+        peak_ok = peak.prepare()
         host_port = free_port() if workload.port else None
         ports = {f"{workload.port}/tcp": ("127.0.0.1", host_port)} if workload.port else None
         name = f"harness-{ctx.run_id}-{self.name}-{workload.name}-{time.monotonic_ns() % 10**9}"
@@ -190,7 +193,7 @@ class ContainerForm:
             t0 = time.monotonic()
             container = client.containers.create(
                 artifact.handle, name=name, detach=True, labels=ctx.label, ports=ports,
-                cgroup_parent=f"/{peak.name}" if peak_ok else None, **UNPRIVILEGED,
+                cgroup_parent=peak.engine_parent if peak_ok else None, **UNPRIVILEGED,
             )
             t1 = time.monotonic()
             stream = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
@@ -224,6 +227,7 @@ class ContainerForm:
         finally:
             if container is not None:
                 self._remove(container)
+            peak.remove()
 
     def _wait_ready(self, workload: Workload, reader: OutputReader, host_port: int | None,
                     deadline: float) -> float | None:
@@ -257,7 +261,11 @@ class ContainerForm:
             container.wait(timeout=10)
         peak_bytes = peak.peak() if peak else None
         if peak is None:
-            details["peak_note"] = "no parent cgroup on this host; peak unavailable"
+            details["peak_note"] = "no parent cgroup could be made on this host; peak unavailable"
+        else:
+            details["peak_cgroup"] = f"{peak.engine_parent} ({peak.driver} driver)"
+            if peak_bytes is None:
+                details["peak_note"] = f"peak not readable at {peak.memory_dir}; peak unavailable"
         return {"working_set_bytes": ws_bytes, "peak_bytes": peak_bytes}, details
 
     def _failure(self, container, reader: OutputReader, ctx: Context) -> str:
@@ -287,5 +295,5 @@ class ContainerForm:
                 self._remove(c)
         except ENGINE_ERRORS + (Unavailable,):
             pass
-        PeakCgroup(f"harness-{ctx.run_id}").remove()
+        cgroup.remove_run(ctx.run_id, engine.cgroup_driver())
 

@@ -1,63 +1,105 @@
-"""A parent cgroup per run, so a container's peak memory survives its exit.
+"""A fresh parent cgroup per container sample, so the peak survives the container's exit.
 
 A run-to-completion container is gone before the engine's stats can be read.
 Its cgroup is placed under a parent that the harness owns; the parent's peak
 (cgroup v1 memory.max_usage_in_bytes, v2 memory.peak) counts the child's
-charges and outlives it. The parent is reset before each sample and removed
-at the end of the run.
+charges and outlives it. Each sample gets a new parent, whose peak starts at
+zero, so no kernel support for resetting a peak is needed (v2 kernels before
+6.12 cannot), and the parent is removed once read.
+
+The engine's cgroup driver decides how the parent is named and made:
+- cgroupfs: an absolute path (/harness_<run>_<n>), a folder the harness makes
+  and removes in every hierarchy the engine used;
+- systemd: a slice (harness_<run>_<n>.slice, no dashes: a dash nests slices),
+  which systemd makes when the engine asks and `systemctl stop` removes.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
+DRIVERS = ("cgroupfs", "systemd")
+
+
+def is_v1(root: Path = ROOT) -> bool:
+    return (root / "memory").is_dir()
+
+
+def prefix(run_id: str) -> str:
+    """Name prefix of every parent cgroup of one run (cleanup finds them by it)."""
+    return f"harness_{run_id}_"
 
 
 @dataclass
 class PeakCgroup:
-    name: str  # what the engine gets as cgroup_parent
+    """One sample's parent cgroup: what the engine is told, where its peak is read."""
+
+    name: str
+    driver: str = "cgroupfs"
+    root: Path = ROOT
+
+    def __post_init__(self) -> None:
+        if self.driver not in DRIVERS:
+            raise ValueError(f"cgroup driver {self.driver!r} not known; one of {', '.join(DRIVERS)}")
 
     @property
-    def v1_memory(self) -> Path:
-        return ROOT / "memory" / self.name
+    def unit(self) -> str:
+        return self.name + ".slice" if self.driver == "systemd" else self.name
 
     @property
-    def v2(self) -> Path:
-        return ROOT / self.name
+    def engine_parent(self) -> str:
+        """The engine's cgroup_parent for the container."""
+        return self.unit if self.driver == "systemd" else f"/{self.name}"
 
-    @staticmethod
-    def is_v1() -> bool:
-        return (ROOT / "memory").is_dir()
+    @property
+    def memory_dir(self) -> Path:
+        base = self.root / "memory" if is_v1(self.root) else self.root
+        return base / self.unit
 
-    def reset(self) -> bool:
-        """Make the peak start from now; False when this host cannot."""
+    def prepare(self) -> bool:
+        """Make the parent (cgroupfs; systemd makes its slice itself); False when this host cannot."""
+        if self.driver == "systemd":
+            return True
         try:
-            if self.is_v1():
-                self.v1_memory.mkdir(exist_ok=True)
-                (self.v1_memory / "memory.max_usage_in_bytes").write_text("0")
-                return True
-            self.v2.mkdir(exist_ok=True)
-            # Writing to memory.peak resets it on kernels >= 6.12.
-            (self.v2 / "memory.peak").write_text("0")
+            self.memory_dir.mkdir()
             return True
         except OSError:
             return False
 
     def peak(self) -> int | None:
+        name = "memory.max_usage_in_bytes" if is_v1(self.root) else "memory.peak"
         try:
-            if self.is_v1():
-                return int((self.v1_memory / "memory.max_usage_in_bytes").read_text())
-            return int((self.v2 / "memory.peak").read_text())
+            return int((self.memory_dir / name).read_text())
         except (OSError, ValueError):
             return None
 
     def remove(self) -> None:
-        """Remove the parent in every hierarchy the engine created it in."""
-        candidates = [self.v2] if not self.is_v1() else [p / self.name for p in ROOT.iterdir() if p.is_dir()]
-        for path in candidates:
+        """Remove the parent from every hierarchy it is in; never raises."""
+        _remove_matching(self.name, self.driver, self.root)
+
+
+def remove_run(run_id: str, driver: str, root: Path = ROOT) -> None:
+    """Remove every parent a run left (an interrupted sample's, say); never raises."""
+    _remove_matching(prefix(run_id) + "*", driver, root)
+
+
+def _remove_matching(pattern: str, driver: str, root: Path) -> None:
+    if driver == "systemd":
+        if shutil.which("systemctl"):
+            try:
+                subprocess.run(["systemctl", "stop", f"{pattern}.slice"], capture_output=True,
+                               stdin=subprocess.DEVNULL, timeout=30, check=False)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        return
+    hierarchies = [p for p in root.iterdir() if p.is_dir()] if is_v1(root) else [root]
+    for hierarchy in hierarchies:
+        for path in hierarchy.glob(pattern):
             try:
                 if path.is_dir():
                     os.rmdir(path)

@@ -48,3 +48,13 @@ def version() -> str | None:
         return client().version().get("Version")
     except (Unavailable, DockerException, OSError):
         return None
+
+
+@lru_cache(maxsize=1)
+def cgroup_driver() -> str:
+    """The engine's cgroup driver ("cgroupfs" or "systemd"): it decides how a cgroup parent is named."""
+    try:
+        driver = client().info().get("CgroupDriver")
+    except (Unavailable, DockerException, OSError):
+        return "cgroupfs"
+    return driver if driver in ("cgroupfs", "systemd") else "cgroupfs"
