@@ -26,7 +26,7 @@ def test_hello_scratch_results_contract(docker_client, tmp_path):
     proc = harness("run", "--matrix", "hello:scratch", "--reps", "5", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "results.json").read_text())
-    assert data["schema_version"] == 1 and data["harness_version"]
+    assert data["schema_version"] == 2 and data["harness_version"]
     assert data["created"].endswith("Z") and data["finished"]
     env = data["environment"]
     for key in ("host", "kernel", "cpu_model", "cpu_count", "memory_bytes", "tools", "git"):
@@ -38,6 +38,9 @@ def test_hello_scratch_results_contract(docker_client, tmp_path):
     assert 0 < cell["size"]["artifact_bytes"] < 100_000
     assert len(cell["samples"]) == 5 and len(cell["warmup"]) == 1
     assert all(s["boot_s"] > 0 and s["memory_bytes"] > 0 for s in cell["samples"])
+    # A run-to-completion container's headline memory is its cgroup peak, and says so.
+    assert cell["memory_source"] == "peak_bytes"
+    assert all(s["memory_bytes"] == s["memory"][s["memory_source"]] for s in cell["samples"])
     for metric in ("boot_s", "memory_bytes"):
         summary = cell["summary"][metric]
         assert summary["n"] == 5

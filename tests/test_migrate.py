@@ -1,4 +1,4 @@
-"""Schema versions: the kept v1 fixture loads; a newer file is refused in one line."""
+"""Schema versions: kept v1 files are upgraded on every load; a newer file is refused in one line."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ V1 = Path(__file__).parent / "fixtures" / "results-v1.json"
 
 def test_v1_fixture_loads() -> None:
     data = results_file.load(V1)
-    assert data["schema_version"] == results_file.SCHEMA_VERSION == 1
+    assert data["schema_version"] == results_file.SCHEMA_VERSION == 2
     assert [c["form"] for c in data["cells"]] == ["debian-vm", "alpine", "scratch", "lupine", "unikraft"]
 
 
@@ -56,3 +56,30 @@ def test_version_zero_and_missing_refused(tmp_path: Path) -> None:
     p.write_text(json.dumps(data))
     with pytest.raises(UsageError, match="no schema_version"):
         results_file.load(p)
+
+
+V1_RUN = Path(__file__).parent / "fixtures" / "results-v1-run.json"
+
+
+def test_v1_run_is_upgraded_to_v2_with_memory_sources() -> None:
+    """A whole v1 run of every form (kept as written then): each memory figure gets its source."""
+    assert json.loads(V1_RUN.read_text())["schema_version"] == 1
+    data = results_file.load(V1_RUN)
+    assert data["schema_version"] == results_file.SCHEMA_VERSION == 2
+    sources = {f"{c['workload']}:{c['form']}": c["memory_source"] for c in data["cells"]}
+    assert sources == {
+        "hello:vm": "vmm_pss_bytes", "hello:alpine": "peak_bytes", "hello:scratch": "peak_bytes",
+        "hello:lupine": "vmm_pss_bytes", "hello:unikraft": None,
+        "http:vm": "vmm_pss_bytes", "http:alpine": "working_set_bytes", "http:scratch": "working_set_bytes",
+        "http:lupine": "vmm_pss_bytes", "http:unikraft": None,
+    }
+    for cell in data["cells"]:
+        for sample in cell["samples"]:
+            assert sample["memory_bytes"] == sample["memory"][sample["memory_source"]]
+            assert "memory_bytes_source" not in sample["details"]
+
+
+def test_v1_without_memory_figures_gets_no_source_rather_than_a_guess() -> None:
+    data = results_file.load(V1)
+    assert all(c["memory_source"] is None for c in data["cells"])
+    assert all(s["memory_source"] is None for c in data["cells"] for s in c["samples"])

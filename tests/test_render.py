@@ -147,3 +147,13 @@ def test_pytest_benchmark_compare_reads_export(tmp_path: Path) -> None:
     assert cmp.returncode == 0, cmp.stderr
     assert "Failed to load" not in cmp.stdout + cmp.stderr
     assert "boot[hello-debian-vm]" in cmp.stdout and "boot[hello-scratch]" in cmp.stdout
+
+
+def test_memory_footnote_says_what_each_cells_figure_is() -> None:
+    """Peak, working set and VMM PSS share the memory column; the footnote names each cell's."""
+    text = report(FIXTURES / "results-v1-run.json", "markdown", None, False)
+    note = next(line for line in text.splitlines() if "memory =" in line)
+    assert "QEMU process PSS after readiness for hello:vm, hello:lupine, http:vm, http:lupine" in note
+    assert "cgroup peak (includes the container runtime's own init before exec) for hello:alpine, hello:scratch" in note
+    assert "cgroup working set after readiness (usage minus inactive file cache) for http:alpine, http:scratch" in note
+    assert "unikraft" not in note  # nothing measured, nothing claimed

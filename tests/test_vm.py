@@ -95,7 +95,7 @@ def test_hello_boots_to_readiness_with_memory_figures(hello: tuple[workloads.Wor
     assert m["guest_configured_bytes"] == 512 * 1024**2
     assert m["vmm_pss_bytes"] and m["vmm_rss_bytes"] and m["vmm_pss_bytes"] <= m["vmm_rss_bytes"]
     assert sample.memory_bytes == m["vmm_pss_bytes"]
-    assert sample.details["memory_bytes_source"] == "vmm_pss"
+    assert sample.memory_source == "vmm_pss_bytes"
     assert m["guest_total_bytes"] and 0 < m["guest_used_bytes"] < m["guest_total_bytes"] <= 512 * 1024**2
     d = sample.details
     assert d["accelerator"] in ("kvm", "tcg") and d["emulated"] is (d["accelerator"] == "tcg")

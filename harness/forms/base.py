@@ -33,15 +33,29 @@ class Sample:
     phases: dict[str, float] = field(default_factory=dict)
     memory: dict[str, int | None] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    memory_source: str | None = None  # the key of memory that memory_bytes is
 
     def to_json(self) -> dict[str, Any]:
         return {
             "boot_s": self.boot_s,
             "memory_bytes": self.memory_bytes,
+            "memory_source": self.memory_source,
             "phases": self.phases,
             "memory": self.memory,
             "details": self.details,
         }
+
+
+def headline(memory: dict[str, int | None], prefer: tuple[str, ...]) -> tuple[int | None, str | None]:
+    """(memory_bytes, memory_source): the first figure of prefer that was measured.
+
+    Forms prefer the figure that answers "what does this form cost", and fall
+    back to the next one rather than report nothing; the source says which.
+    """
+    for key in prefer:
+        if memory.get(key) is not None:
+            return memory[key], key
+    return None, None
 
 
 @dataclass

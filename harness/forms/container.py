@@ -31,7 +31,7 @@ from harness.build import elf, image
 from harness.build.binary import Binary
 from harness.build.cache import digest
 from harness.errors import BootFailed, BuildFailed, Unavailable, tail
-from harness.forms.base import Artifact, Context, Sample
+from harness.forms.base import Artifact, Context, Sample, headline
 from harness.measure.memory import working_set
 from harness.measure.readiness import console_matches, free_port, network_probe, poll
 from harness.run import cgroup, engine
@@ -216,12 +216,11 @@ class ContainerForm:
             }
             if reader.first_output is not None:
                 phases["first_output_s"] = reader.first_output - t2
-            headline = memory["working_set_bytes"] if workload.is_service else memory["peak_bytes"]
-            if headline is None:
-                headline = memory["peak_bytes"] if memory["peak_bytes"] is not None else memory["working_set_bytes"]
+            prefer = ("working_set_bytes", "peak_bytes") if workload.is_service else ("peak_bytes", "working_set_bytes")
+            memory_bytes, source = headline(memory, prefer)
             mem_details["console_tail"] = reader.text().splitlines()[-6:]
-            return Sample(boot_s=ready_at - t2, memory_bytes=headline, phases=phases,
-                          memory=memory, details=mem_details)
+            return Sample(boot_s=ready_at - t2, memory_bytes=memory_bytes, memory_source=source,
+                          phases=phases, memory=memory, details=mem_details)
         except ENGINE_ERRORS as exc:
             raise BootFailed(f"engine error during boot: {type(exc).__name__}: {exc}") from None
         finally:

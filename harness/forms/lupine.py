@@ -27,7 +27,7 @@ from harness.build import elf, initramfs, kernel
 from harness.build.binary import Binary
 from harness.build.cache import Cache, digest
 from harness.errors import BootFailed, Unavailable, UsageError
-from harness.forms.base import Artifact, Context, Sample
+from harness.forms.base import Artifact, Context, Sample, headline
 from harness.measure import guest, readiness
 from harness.measure.memory import process_memory
 from harness.run import qemu
@@ -228,9 +228,9 @@ class LupineForm:
             "guest_available_bytes": mem.available_bytes if mem else None,
             "guest_used_bytes": mem.used_bytes if mem else None,
         }
-        headline = vmm.pss_bytes if vmm.pss_bytes is not None else vmm.rss_bytes
-        return Sample(boot_s=ready_t - spawn, memory_bytes=headline, phases=phases,
-                      memory=memory, details=details)
+        memory_bytes, source = headline(memory, ("vmm_pss_bytes", "vmm_rss_bytes"))
+        return Sample(boot_s=ready_t - spawn, memory_bytes=memory_bytes, memory_source=source,
+                      phases=phases, memory=memory, details=details)
 
     def cleanup(self, ctx: Context) -> None:
         qemu.kill_all(_tag(ctx))

@@ -32,7 +32,7 @@ import psutil
 from harness.build.binary import Binary, sha256_file
 from harness.build.cache import digest
 from harness.errors import BootFailed, BuildFailed, Unavailable, UsageError, tail
-from harness.forms.base import Artifact, Context, Sample
+from harness.forms.base import Artifact, Context, Sample, headline
 from harness.measure import guest, readiness
 from harness.measure.memory import process_memory
 from harness.units import mebibytes, parse_size
@@ -393,7 +393,7 @@ class UnikraftForm:
             memory_figures["guest_total_bytes"] = gm.total_bytes
             memory_figures["guest_available_bytes"] = gm.available_bytes
             memory_figures["guest_used_bytes"] = gm.used_bytes
-        headline = None if mem is None else (mem.pss_bytes if mem.pss_bytes is not None else mem.rss_bytes)
+        memory_bytes, source = headline(memory_figures, ("vmm_pss_bytes", "vmm_rss_bytes"))
         details: dict[str, Any] = {
             "instance": name,
             "kraft_argv": ["kraft", *argv],
@@ -406,13 +406,13 @@ class UnikraftForm:
             "vmm_cmdline": cmdline,
             "boot_start": "kraft run spawned",
             "boot_end": f"{workload.readiness.type} readiness seen from the host",
-            "memory_headline": "vmm_pss_bytes" if mem and mem.pss_bytes is not None else "vmm_rss_bytes",
         }
         if row.pid is None:
             details["memory_note"] = "the VMM had exited when kraft ps was read"
         return Sample(
             boot_s=t_ready - t0,
-            memory_bytes=headline,
+            memory_bytes=memory_bytes,
+            memory_source=source,
             phases={"kraft_run_s": t_run - t0, "ready_after_run_s": max(0.0, t_ready - t_run)},
             memory=memory_figures,
             details=details,

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 from harness.build.binary import Binary
 from harness.build.cache import digest
 from harness.errors import BootFailed, BuildFailed, Unavailable, tail
-from harness.forms.base import Artifact, Context, Sample
+from harness.forms.base import Artifact, Context, Sample, headline
 from harness.measure import guest
 from harness.measure.memory import process_memory
 from harness.measure.readiness import free_port, network_probe, poll
@@ -339,21 +339,20 @@ class VmForm:
             "guest_available_bytes": gm.available_bytes if gm else None,
             "guest_used_bytes": gm.used_bytes if gm else None,
         }
-        headline, source = (pm.pss_bytes, "vmm_pss") if pm.pss_bytes is not None else (pm.rss_bytes, "vmm_rss")
+        memory_bytes, source = headline(memory, ("vmm_pss_bytes", "vmm_rss_bytes"))
         details.update({
             "boot_start": "QEMU spawn",
             "boot_end": "readiness (console line)" if workload.readiness.type == "console"
             else f"readiness ({workload.readiness.type} through 127.0.0.1:{host_port})",
             "boot_path": BOOT_PATH,
-            "memory_bytes_source": source,
             "guest_meminfo_seen": meminfo is not None,
             "kvm_query": kvm_state,
             "teardown_s": teardown_s,
             "teardown": "QMP quit" if graceful else "QMP quit, then killed",
             "host_port": host_port,
         })
-        return Sample(boot_s=ready_t - q.spawn_t, memory_bytes=headline, phases=phases,
-                      memory=memory, details=details)
+        return Sample(boot_s=ready_t - q.spawn_t, memory_bytes=memory_bytes, memory_source=source,
+                      phases=phases, memory=memory, details=details)
 
     def _wait_ready(self, q: qemu.QemuProcess, workload: Workload, host_port: int | None,
                     deadline: float) -> float | None:

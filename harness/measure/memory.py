@@ -12,6 +12,15 @@ from dataclasses import dataclass
 
 import psutil
 
+# What each headline memory figure (a sample's memory_source) is, in the words reports use.
+MEMORY_SOURCES = {
+    "working_set_bytes": "cgroup working set after readiness (usage minus inactive file cache)",
+    "peak_bytes": "cgroup peak (includes the container runtime's own init before exec)",
+    "vmm_pss_bytes": "QEMU process PSS after readiness",
+    "vmm_rss_bytes": "QEMU process RSS after readiness (PSS unreadable)",
+}
+
+
 
 @dataclass(frozen=True)
 class WorkingSet:

@@ -1,10 +1,12 @@
 """The results file: one JSON document per run, versioned, written atomically.
 
-Contract (schema_version 1): top level `schema_version`, `harness_version`,
+Contract (schema_version 2): top level `schema_version`, `harness_version`,
 `created` (UTC ISO 8601), `environment`, `settings`, `cells`. Each cell has
 `workload`, `form`, `status` (ok | failed | unavailable), `reason`,
-`binary_sha256`, `size` (with `artifact_bytes`), `samples` (each with
-`boot_s` and `memory_bytes`), `warmup`, `summary` and `details`.
+`binary_sha256`, `size` (with `artifact_bytes`), `memory_source`, `samples`
+(each with `boot_s`, `memory_bytes` and `memory_source`: the key of the
+sample's `memory` figures that `memory_bytes` is), `warmup`, `summary` and
+`details`. Version 1 had no `memory_source`; harness.record.migrate adds it.
 
 The file is rewritten (temp file + rename) after every cell, so a crash or a
 Ctrl-C keeps every finished cell; a run folder is never reused.
@@ -23,7 +25,7 @@ from typing import Any
 from harness import __version__
 from harness.errors import HarnessError, UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILENAME = "results.json"
 STATUSES = ("ok", "failed", "unavailable")
 

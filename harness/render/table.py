@@ -12,6 +12,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from harness.measure.memory import MEMORY_SOURCES
 from harness.render.units import MISSING, fmt_bytes, fmt_seconds
 
 HEADERS = ("workload", "form", "status", "artifact (shipped)", "boot median [IQR]", "memory median", "measured with")
@@ -98,8 +99,7 @@ def footnotes(results: dict[str, Any]) -> list[str]:
                      "orders of magnitude slower than under KVM and are not comparable with KVM figures.")
     notes.append("artifact = bytes shipped to deploy the form (compressed image layers, compressed "
                  "qcow2, or kernel + initramfs); boot = median of the repetitions [p25 – p75], "
-                 "start request to readiness; memory = containers: cgroup working set after "
-                 "readiness (services) or cgroup peak (run-to-completion); VMs: VMM process PSS.")
+                 "start request to readiness; memory = " + memory_note(cells) + ".")
     for c in cells:
         if c["status"] in ("unavailable", "failed") and c.get("reason"):
             first = c["reason"].splitlines()[0]
@@ -108,6 +108,21 @@ def footnotes(results: dict[str, Any]) -> list[str]:
         for w in c.get("warnings") or []:
             notes.append(f"warning {c['workload']}:{c['form']} {w}")
     return notes
+
+
+def memory_note(cells: list[dict[str, Any]]) -> str:
+    """What the memory column holds, cell by cell, from each cell's memory_source."""
+    by_source: dict[str | None, list[str]] = {}
+    for c in cells:
+        if not (c.get("summary") or {}).get("memory_bytes"):
+            continue
+        sources = c.get("memory_source")
+        for source in sources if isinstance(sources, list) else [sources]:
+            by_source.setdefault(source, []).append(f"{c['workload']}:{c['form']}")
+    if not by_source:
+        return "no memory figure was measured"
+    return "; ".join(f"{MEMORY_SOURCES.get(src, src) if src else 'a figure whose kind the file does not record'}"
+                     f" for {', '.join(names)}" for src, names in by_source.items())
 
 
 def render_markdown(results: dict[str, Any], tablefmt: str = "pipe") -> str:

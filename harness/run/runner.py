@@ -151,7 +151,8 @@ def _new_cell(cell: Cell, form: Form) -> dict[str, Any]:
     return {
         "workload": cell.workload, "form": cell.form, "family": getattr(form, "family", "unknown"),
         "status": "unavailable", "reason": None, "binary_sha256": None, "binary": None,
-        "size": {}, "details": {}, "samples": [], "warmup": [], "failures": [], "summary": {},
+        "size": {}, "details": {}, "memory_source": None, "samples": [], "warmup": [], "failures": [],
+        "summary": {},
         "warnings": [], "started": utc_now(), "finished": None,
     }
 
@@ -218,11 +219,19 @@ def _lift_sample_details(record: dict[str, Any]) -> None:
     for key in LIFTED_DETAILS:
         if key in record["details"]:
             continue
-        values = {json.dumps(s["details"][key]) for s in record["samples"] if key in s.get("details", {})}
-        if len(values) == 1:
-            record["details"][key] = json.loads(values.pop())
-        elif values:
-            record["details"][key] = sorted(json.loads(v) for v in values)
+        lifted = agreed([s["details"][key] for s in record["samples"] if key in s.get("details", {})])
+        if lifted is not None:
+            record["details"][key] = lifted
+    record["memory_source"] = agreed([s.get("memory_source") for s in record["samples"]
+                                      if s.get("memory_source")])
+
+
+def agreed(values: list[Any]) -> Any:
+    """The one value every sample gave, a sorted list when they differ, None when none gave one."""
+    unique = {json.dumps(v, sort_keys=True) for v in values}
+    if len(unique) == 1:
+        return json.loads(unique.pop())
+    return sorted(json.loads(v) for v in unique) if unique else None
 
 
 def _summarise(record: dict[str, Any]) -> None:
