@@ -8,6 +8,7 @@ scripts/setup.sh did not install something.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from pathlib import Path
 
@@ -30,8 +31,8 @@ def _by_tool(checks: list[doctor.Check]) -> dict[str, doctor.Check]:
 def test_every_form_lists_what_it_needs(tmp_path: Path) -> None:
     checks, verdicts = doctor.diagnose(doctor.all_forms(), Cache(tmp_path), probe=False)
     found = _by_tool(checks)
-    assert set(found) == {"docker", "qemu", "accel", "qemu-img", "mmdebstrap", "mkfs.ext4", "musl",
-                          "linux-source", "busybox", "kraft"}
+    assert set(found) == {"docker", "alpine-base", "qemu", "accel", "qemu-img", "mmdebstrap", "mkfs.ext4",
+                          "musl", "linux-source", "busybox", "kraft"}
     for key in ("docker", "qemu", "qemu-img", "mmdebstrap", "mkfs.ext4", "musl", "linux-source", "busybox"):
         assert found[key].status == doctor.OK, f"{found[key]} (run scripts/setup.sh)"
     assert "docker 20" in found["docker"].detail or "docker " in found["docker"].detail
@@ -54,6 +55,27 @@ def test_accelerator_uses_the_qemu_probe(tmp_path: Path) -> None:
         assert check.detail.startswith("TCG only:") and check.fix
     else:
         assert check.detail.startswith("KVM:")
+
+
+def test_alpine_base_missing_limits_alpine_to_the_stand_in(monkeypatch: pytest.MonkeyPatch,
+                                                           docker_client) -> None:
+    from harness.forms import alpine
+
+    monkeypatch.setattr(alpine, "DEFAULT_BASE", "alpine:0.0-not-here")
+    check = doctor.check_alpine_base()
+    assert check.status == doctor.LIMITED and not check.blocks
+    assert "stand-in" in check.detail and "harness bases import alpine:0.0-not-here" in check.fix
+    text = render([check], [doctor.FormVerdict("alpine", ("alpine-base",), (), ("alpine-base",))])
+    assert text.rstrip().endswith("alpine: can run (limited: alpine-base)")
+    # With the base in the engine (any image under that name will do for the check), it is ok.
+    tag = "harness-test/doctor-alpine:" + secrets.token_hex(4)
+    some_image = docker_client.images.list()[0]
+    some_image.tag(tag)
+    try:
+        monkeypatch.setattr(alpine, "DEFAULT_BASE", tag)
+        assert doctor.check_alpine_base().status == doctor.OK
+    finally:
+        docker_client.images.remove(tag)
 
 
 def test_missing_tool_names_its_fix(monkeypatch: pytest.MonkeyPatch) -> None:

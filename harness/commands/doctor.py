@@ -20,9 +20,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "doctor",
         help="check the tools every form needs, and say how to fix what is missing",
-        description="Check each tool the deployment forms need (Docker engine, QEMU and whether KVM "
-                    "really boots a guest, mmdebstrap, mkfs.ext4, qemu-img, musl, linux-source-6.1, "
-                    "busybox-static, kraft) and print a table with the fix for every missing one.",
+        description="Check each tool the deployment forms need (Docker engine, the Alpine base, QEMU "
+                    "and whether KVM really boots a guest, mmdebstrap, mkfs.ext4, qemu-img, musl, "
+                    "linux-source-6.1, busybox-static, kraft) and print a table with the fix for "
+                    "every missing one. 'limited' means the form runs, but not at its best: TCG "
+                    "instead of KVM, or the Alpine stand-in instead of Alpine.",
         epilog="exit codes: 0 every form asked for with --forms can run (or no --forms given), "
                "1 some form asked for cannot run here, 2 bad input",
     )
@@ -60,7 +62,9 @@ def render(checks: list[doctor.Check], verdicts: list[doctor.FormVerdict]) -> st
     lines = [tabulate(rows, headers=["tool", "status", "found", "fix"], tablefmt="simple",
                      maxcolwidths=[None, None, 64, 48]), ""]
     for v in verdicts:
-        if v.runnable:
+        if v.runnable and v.limits:
+            lines.append(f"{v.form}: can run (limited: {', '.join(v.limits)})")
+        elif v.runnable:
             lines.append(f"{v.form}: can run")
         else:
             lines.append(f"{v.form}: cannot run (missing: {', '.join(v.blockers)})")

@@ -50,6 +50,7 @@ class FormVerdict:
     form: str
     needs: tuple[str, ...]
     blockers: tuple[str, ...]
+    limits: tuple[str, ...] = ()
 
     @property
     def runnable(self) -> bool:
@@ -60,7 +61,7 @@ class FormVerdict:
 # slower fallback, reported beside every VM figure.
 FORM_NEEDS: dict[str, tuple[str, ...]] = {
     "vm": ("qemu", "accel", "qemu-img", "mmdebstrap", "mkfs.ext4", "musl"),
-    "alpine": ("docker", "musl", "busybox"),
+    "alpine": ("docker", "alpine-base", "musl", "busybox"),
     "scratch": ("docker", "musl"),
     "lupine": ("qemu", "accel", "linux-source", "musl"),
     "unikraft": ("kraft", "qemu", "accel", "musl"),
@@ -98,6 +99,26 @@ def check_docker() -> Check:
         return Check("docker", "Docker engine", MISSING, f"unreachable at {host}", fix)
     version = engine.version()
     return Check("docker", "Docker engine", OK, f"docker {version or '?'} at {host}")
+
+
+def check_alpine_base() -> Check:
+    """The real Alpine base in the engine; without it only the marked stand-in can run."""
+    from harness.build import image
+    from harness.errors import Unavailable
+    from harness.forms.alpine import DEFAULT_BASE
+    from harness.run import engine
+
+    tool = f"Alpine base ({DEFAULT_BASE})"
+    fix = (f"harness bases import {DEFAULT_BASE} alpine-minirootfs-3.20.x-x86_64.tar.gz; "
+           f"or run with --allow-stand-ins")
+    try:
+        found = image.exists(engine.client(), DEFAULT_BASE)
+    except Unavailable:
+        return Check("alpine-base", tool, LIMITED, "engine unreachable; not checked", fix)
+    if found is None:
+        return Check("alpine-base", tool, LIMITED,
+                     "not in the engine: only the offline stand-in (alpine*) can run", fix)
+    return Check("alpine-base", tool, OK, f"{DEFAULT_BASE} ({found[:19]})")
 
 
 def check_qemu() -> Check:
@@ -165,6 +186,7 @@ def check_kraft() -> Check:
 def _checkers(cache: Cache, probe: bool) -> dict[str, Callable[[], Check]]:
     return {
         "docker": check_docker,
+        "alpine-base": check_alpine_base,
         "qemu": check_qemu,
         "accel": lambda: check_accelerator(cache, probe),
         "qemu-img": lambda: _binary("qemu-img", "qemu-img", "qemu-utils", ["qemu-img", "--version"]),
@@ -188,7 +210,8 @@ def diagnose(form_names: list[str], cache: Cache, probe: bool = True) -> tuple[l
     order = list(checkers)
     checks = {key: checkers[key]() for key in sorted(needed, key=order.index)}
     verdicts = [
-        FormVerdict(form, FORM_NEEDS[form], tuple(k for k in FORM_NEEDS[form] if checks[k].blocks))
+        FormVerdict(form, FORM_NEEDS[form], tuple(k for k in FORM_NEEDS[form] if checks[k].blocks),
+                    tuple(k for k in FORM_NEEDS[form] if checks[k].status == LIMITED))
         for form in form_names
     ]
     return list(checks.values()), verdicts
