@@ -103,6 +103,20 @@ def test_newly_failed_cell_counts_as_worse(runs, tmp_path: Path) -> None:
     assert proc.returncode == 1 and "status ok -> failed" in proc.stdout
 
 
+def test_memory_of_another_kind_is_not_compared_unless_forced(runs, tmp_path: Path) -> None:
+    """A cgroup peak is not set against a working set: the memory row says why it is skipped."""
+    a, _ = runs
+
+    def other_kind(data: dict) -> None:
+        data["cells"][0]["memory_source"] = "working_set_bytes"
+    other = _planted(a, tmp_path / "other", other_kind)
+    proc = harness("compare", str(a), str(other), "--fail-on", "worse")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "memory_source peak_bytes -> working_set_bytes" in proc.stdout
+    forced = harness("compare", str(a), str(other), "--force")
+    assert forced.returncode == 0 and "memory_source peak_bytes ->" not in forced.stdout
+
+
 def test_verdicts_by_hand() -> None:
     boot, size = get("boot"), get("size")
     slow = [1.0, 1.1, 1.05, 0.95, 1.02, 0.98]

@@ -6,7 +6,8 @@ significant but small change is "no change", a large but noisy one "not
 significant". Repeated metrics use Mann-Whitney U on the raw samples; a size
 is one value, so any change beyond the threshold counts. Cells measured
 differently (another accelerator, base or stand-in) are not compared unless
-forced, and the output says why. For every metric here lower is better.
+forced, and the output says why; nor are memory figures of different kinds
+(a cgroup peak against a working set: memory_source). For every metric here lower is better.
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ def compare(base: dict[str, Any], new: dict[str, Any], threshold: float = 0.10, 
             continue
         for m in metrics:
             bv, nv = m.values(b), m.values(n)
+            if m.key == "memory_bytes" and b.get("memory_source") != n.get("memory_source") and not force:
+                out.rows.append(Row(key, m.key, None, None, None, None, "not compared",
+                                    f"memory_source {b.get('memory_source')} -> {n.get('memory_source')}: "
+                                    "different figures (use --force to compare anyway)"))
+                continue
             if not bv or not nv:
                 out.rows.append(Row(key, m.key, None, None, None, None, "not compared",
                                     f"no {m.key} in {'BASE' if not bv else 'NEW'}"))
