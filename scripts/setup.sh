@@ -43,8 +43,8 @@ if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/harness-apt.log 2>&1 \
-        || { tail -20 /tmp/harness-apt.log >&2; exit 1; }
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/var/log/harness-setup-apt.log 2>&1 \
+        || { tail -20 /var/log/harness-setup-apt.log >&2; exit 1; }
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -33,7 +33,7 @@ def _booting_container(run_id: str, timeout: float = 60):
     pytest.fail(f"no running container labelled {LABEL}={run_id} within {timeout} s")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_mid_boot_exits_130_and_leaves_nothing(sig: signal.Signals, tmp_path: Path,
                                                        leak_check: LeakCheck) -> None:
     builds = tmp_path / "builds"
@@ -59,7 +59,9 @@ def test_signal_mid_boot_exits_130_and_leaves_nothing(sig: signal.Signals, tmp_p
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
     data = json.loads((out / "results.json").read_text())
     assert data["interrupted"] is True
-    assert [(c["workload"], c["status"]) for c in data["cells"]] == [("quick", "ok")]
+    assert [(c["workload"], c["status"]) for c in data["cells"]] == [("quick", "ok"), ("slow", "failed")]
+    assert data["cells"][1]["reason"].startswith(f"interrupted ({sig.name}) after 0 of 1 repetitions")
+    assert "run interrupted: 2 of 2 cells recorded" in harness_report(out)
     assert not docker.from_env().containers.list(all=True, filters={"label": f"{LABEL}={run_id}"})
 
 
@@ -87,8 +89,16 @@ def test_sigint_mid_vm_boot_exits_130_with_no_qemu_left(tmp_path: Path, leak_che
     assert not marked_qemu_pids(leak_check.marker), "QEMU outlived the interrupted run"
     data = json.loads((out / "results.json").read_text())
     assert data["interrupted"] is True
-    assert [(c["workload"], c["form"], c["status"]) for c in data["cells"]] == [("http", "scratch", "ok")]
+    assert [(c["workload"], c["form"], c["status"]) for c in data["cells"]] == [
+        ("http", "scratch", "ok"), ("hello", "vm", "failed")]
     assert data["cells"][0]["samples"][0]["boot_s"] > 0
+    assert data["cells"][1]["reason"].startswith("interrupted (SIGINT)")
+
+
+def harness_report(out: Path) -> str:
+    from harness.commands.report import report
+
+    return report(out)
 
 
 def test_published_ports_bind_loopback_only(tmp_path: Path, leak_check: LeakCheck) -> None:
@@ -118,3 +128,58 @@ def test_qemu_port_forwards_bind_loopback_only() -> None:
     forwards = [part for part in netdev.split(",") if part.startswith("hostfwd=")]
     assert len(forwards) == 2
     assert all(part.startswith("hostfwd=tcp:127.0.0.1:") for part in forwards), netdev
+
+
+def test_sigkill_leftovers_are_removed_by_the_next_run(tmp_path: Path, leak_check: LeakCheck) -> None:
+    """SIGKILL cannot be caught: the container stays, until the next run finds its owner gone."""
+    builds = tmp_path / "builds"
+    write_workload(builds, "quick", HELLO_C)
+    write_workload(builds, "slow", SLOW_C)
+    killed_out, next_out = tmp_path / "killed", tmp_path / "next"
+    run = Spawned(["run", "--matrix", "slow:scratch", "--reps", "1", "--warmup", "0", "--timeout", "120",
+                   "--builds", str(builds), "--out", str(killed_out)], leak_check)
+    try:
+        run.wait_for("[1/1] slow:scratch")
+        run_id = json.loads((killed_out / "results.json").read_text())["settings"]["run_id"]
+        leak_check.watch_run(run_id)
+        _booting_container(run_id)
+        run.proc.kill()
+        run.proc.wait(10)
+    finally:
+        run.kill()
+    client = docker.from_env()
+    assert client.containers.list(all=True, filters={"label": f"{LABEL}={run_id}"}), "SIGKILL left it, as expected"
+    assert leak_check.tmpdir is not None and list(leak_check.tmpdir.glob(f"harness-run-{run_id}"))
+    after = Spawned(["run", "--matrix", "quick:scratch", "--reps", "1", "--warmup", "0",
+                     "--builds", str(builds), "--out", str(next_out)], leak_check)
+    assert after.finish(timeout=120) == 0, after.stderr[-3000:]
+    assert f"removed what killed runs left: run {run_id}" in after.stderr
+    assert not client.containers.list(all=True, filters={"label": f"{LABEL}={run_id}"})
+    assert not list(leak_check.tmpdir.glob(f"harness-run-{run_id}"))
+    killed = json.loads((killed_out / "results.json").read_text())
+    assert killed["interrupted"] is True and "without finishing" in killed["killed"]
+
+
+def test_sigkill_mid_guest_boot_takes_qemu_with_it(leak_check: LeakCheck, tmp_path: Path) -> None:
+    """QEMU gets the parent-death signal: a harness killed outright leaves no guest running."""
+    run = Spawned(["run", "--matrix", "hello:lupine", "--reps", "5", "--warmup", "0",
+                   "--out", str(tmp_path / "out")], leak_check)
+    try:
+        run.wait_for("[1/1] hello:lupine", timeout=900)
+        deadline = time.monotonic() + 600  # the kernel may be built first on a new machine
+        while not marked_qemu_pids(leak_check.marker) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marked_qemu_pids(leak_check.marker), "QEMU never started"
+        run.proc.kill()
+        run.proc.wait(10)
+    finally:
+        run.kill()
+    deadline = time.monotonic() + 5
+    while marked_qemu_pids(leak_check.marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not marked_qemu_pids(leak_check.marker), "QEMU outlived a harness killed with SIGKILL"
+    # Its temp folder is the next run's to remove; do that here, as a next run would.
+    from harness.run import leftovers
+
+    for folder, _owner in leftovers.stale(leak_check.tmpdir):
+        leftovers.release(folder)

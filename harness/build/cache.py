@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +75,28 @@ class Cache:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def sweep_stale_work(self) -> list[Path]:
+        """Remove work folders no build is filling (their key's lock is free): a killed build's."""
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        for work in sorted(self.root.glob("*/.*.*")):
+            if not work.is_dir():
+                continue
+            key = work.name.split(".")[1]
+            lock_path = work.parent / f".{key}.lock"
+            with open(lock_path, "a") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a build is filling it right now
+                try:
+                    if remove_tree(work):
+                        removed.append(work)
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        return removed
+
     @contextmanager
     def entry(self, kind: str, key: str) -> Iterator[Entry]:
         """Look up kind/key; on a miss, give a work folder that becomes the entry on success.
@@ -92,4 +115,35 @@ class Cache:
                 os.replace(work, final)
             finally:
                 if work.exists():
-                    shutil.rmtree(work, ignore_errors=True)
+                    remove_tree(work)
+
+
+def mounts_under(path: Path) -> list[Path]:
+    """Mount points at or below path (a build root can hold /proc, /sys, /dev mounts)."""
+    root = os.path.realpath(path)
+    found = []
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            for line in fh:
+                point = line.split()[4].encode().decode("unicode_escape")  # octal escapes: \040
+                if point == root or point.startswith(root + "/"):
+                    found.append(Path(point))
+    except OSError:
+        pass
+    return found
+
+
+def remove_tree(path: Path) -> bool:
+    """Remove a work folder, first detaching anything mounted inside it; True when it is gone.
+
+    A build killed mid-way (mmdebstrap in a chroot) can leave mounts behind;
+    deleting through a mount would reach into another filesystem, so a folder
+    whose mounts cannot be detached is left in place instead.
+    """
+    for point in sorted(mounts_under(path), key=lambda p: len(p.parts), reverse=True):
+        subprocess.run(["umount", "--lazy", str(point)], capture_output=True, stdin=subprocess.DEVNULL,
+                       check=False, timeout=30)
+    if mounts_under(path):
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return not path.exists()

@@ -19,14 +19,14 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.build import steps
 from harness.build.cache import Cache, digest
-from harness.errors import BuildFailed, Unavailable, UsageError, tail
+from harness.errors import BuildFailed, Unavailable, UsageError
 
 SOURCE_PACKAGE = "linux-source-6.1"
 SOURCE_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
@@ -163,50 +163,13 @@ def specialised_key(fragments: list[Path], version: str | None = None) -> str:
 
 
 def _run(cmd: list[str], cwd: Path, log: Path, what: str) -> str:
-    """Run a short build step, appending to the log; BuildFailed with its tail."""
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    with open(log, "a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
-    if proc.returncode != 0:
-        raise BuildFailed(f"{what} failed ({' '.join(cmd)}):\n{tail(proc.stdout + proc.stderr)}")
-    return proc.stdout
-
-
-def _make_with_progress(cmd: list[str], cwd: Path, log: Path,
-                        progress: Callable[[str], None]) -> None:
-    """Run the long make, showing its latest line every PROGRESS_EVERY_S seconds."""
-    last_line = ""
-    last_report = time.monotonic()
-    with open(log, "a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n")
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, errors="replace")
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                fh.write(line)
-                if line.strip():
-                    last_line = line.strip()
-                now = time.monotonic()
-                if now - last_report >= PROGRESS_EVERY_S:
-                    progress(f"kernel: make: {last_line}")
-                    last_report = now
-            rc = proc.wait()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    if rc != 0:
-        raise BuildFailed(f"kernel build failed ({' '.join(cmd)}, exit {rc}):\n"
-                          f"{tail(log.read_text(errors='replace'), 20)}")
+    """A short build step, appended to the log; BuildFailed with its tail."""
+    return steps.run(cmd, what, cwd=cwd, log=log)
 
 
 def _extract_source(dest: Path) -> Path:
     """Unpack the source tarball into dest; return the tree's top folder."""
-    proc = subprocess.run(["tar", "-xf", str(SOURCE_TARBALL), "-C", str(dest)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise BuildFailed(f"unpacking {SOURCE_TARBALL} failed:\n{tail(proc.stderr)}")
+    steps.run(["tar", "-xf", str(SOURCE_TARBALL), "-C", str(dest)], f"unpacking {SOURCE_TARBALL}")
     tops = [p for p in dest.iterdir() if p.is_dir()]
     top = tops[0] if len(tops) == 1 else dest
     if not (top / "Makefile").is_file():
@@ -249,18 +212,22 @@ def build_specialised(cache: Cache, progress: Callable[[str], None],
         log = work / "build.log"
         t0 = time.monotonic()
         progress(f"kernel: building specialised kernel from {source} (key {key}); takes minutes")
-        with tempfile.TemporaryDirectory(prefix="kernel-src.", dir=cache.dir("kernel")) as tmp:
-            progress(f"kernel: unpacking {SOURCE_TARBALL.name}")
-            tree = _extract_source(Path(tmp))
-            progress("kernel: make tinyconfig + " + ", ".join(p.name for p in fragments))
-            configure(tree, fragments, log)
-            jobs = str(os.cpu_count() or 1)
-            progress(f"kernel: make -j{jobs} bzImage")
-            _make_with_progress(["make", "ARCH=x86_64", f"-j{jobs}", "bzImage"], tree, log, progress)
-            release = _run(["make", "-s", "ARCH=x86_64", "kernelrelease"], tree, log,
-                           "make kernelrelease").strip()
-            shutil.copy2(tree / "arch" / "x86" / "boot" / "bzImage", work / "bzImage")
-            shutil.copy2(tree / ".config", work / "config")
+        # The source tree is unpacked inside the entry's work folder, so a build
+        # that is stopped (or killed) leaves nothing outside it.
+        src = work / "src"
+        src.mkdir()
+        progress(f"kernel: unpacking {SOURCE_TARBALL.name}")
+        tree = _extract_source(src)
+        progress("kernel: make tinyconfig + " + ", ".join(p.name for p in fragments))
+        configure(tree, fragments, log)
+        jobs = str(os.cpu_count() or 1)
+        progress(f"kernel: make -j{jobs} bzImage")
+        steps.run(["make", "ARCH=x86_64", f"-j{jobs}", "bzImage"], "kernel build", cwd=tree, log=log,
+                  on_line=steps.Throttled(lambda line: progress(f"kernel: make: {line}"), PROGRESS_EVERY_S))
+        release = (tree / "include" / "config" / "kernel.release").read_text().strip()
+        shutil.copy2(tree / "arch" / "x86" / "boot" / "bzImage", work / "bzImage")
+        shutil.copy2(tree / ".config", work / "config")
+        shutil.rmtree(src)
         build_s = round(time.monotonic() - t0, 1)
         (work / "kernel.json").write_text(json.dumps(
             {"kind": "specialised", "version": release, "source": source, "key": key,

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.build import steps
 from harness.build.binary import Binary
 from harness.build.cache import digest
-from harness.errors import BootFailed, BuildFailed, Unavailable, tail
+from harness.errors import BootFailed, BuildFailed, Unavailable
 from harness.forms.base import Artifact, Context, Sample, headline
 from harness.measure import guest
 from harness.measure.memory import process_memory
@@ -117,18 +118,6 @@ def apt_sources(suite: str = SUITE) -> list[str]:
                 if m and (m.group(2) == suite or m.group(2).startswith(suite + "-")):
                     found.append(f"deb {m.group(1)} {m.group(2)} {m.group(3)}")
     return found or [f"deb http://deb.debian.org/debian {suite} main"]
-
-
-def _run(cmd: list[str], what: str, ctx: Context, timeout_s: float = 1800) -> str:
-    """Run a build step; a failure is BuildFailed with the log's tail."""
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                              stdin=subprocess.DEVNULL, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise BuildFailed(f"{what} timed out after {timeout_s:.0f} s ({' '.join(cmd[:3])} ...)") from None
-    if proc.returncode != 0:
-        raise BuildFailed(f"{what} failed (exit {proc.returncode}):\n{tail(proc.stderr + proc.stdout)}")
-    return proc.stdout
 
 
 def _tool_version(cmd: list[str]) -> str:
@@ -235,9 +224,12 @@ class VmForm:
                 rootfs = entry.work / "rootfs"
                 rootfs.mkdir()
                 hook = f"sh {shlex.quote(str(recipe / 'customize.sh'))} \"$1\" {shlex.quote(str(recipe))}"
-                _run(["mmdebstrap", "--variant=minbase", "--mode=root", "--quiet",
-                      f"--include={','.join(base.packages)}", f"--customize-hook={hook}",
-                      SUITE, f"{rootfs}/", *base.sources], "mmdebstrap", ctx)
+                # mmdebstrap's own temp files (its gpg home) go in the entry's
+                # work folder too, so an interrupted build leaves nothing in /tmp.
+                steps.run(["mmdebstrap", "--variant=minbase", "--mode=root", "--quiet",
+                           f"--include={','.join(base.packages)}", f"--customize-hook={hook}",
+                           SUITE, f"{rootfs}/", *base.sources], "mmdebstrap",
+                          env={**os.environ, "TMPDIR": str(entry.work)})
                 ctx.progress(f"vm base image built in {time.monotonic() - t0:.0f} s")
             return entry.path, entry.hit
 
@@ -246,12 +238,12 @@ class VmForm:
         """Base + binary + unit -> ext4 disk, its kernel and initrd, and the sizes."""
         ctx.progress(f"vm image for {workload.name}: copying the base root filesystem")
         rootfs = work / "rootfs"
-        _run(["cp", "-a", "--reflink=auto", str(base / "rootfs"), str(rootfs)], "copying the base", ctx)
+        steps.run(["cp", "-a", "--reflink=auto", str(base / "rootfs"), str(rootfs)], "copying the base")
         target = rootfs / "usr/local/bin" / workload.name
         shutil.copyfile(binary.path, target)
         os.chmod(target, 0o755)
-        _run(["sh", str(recipe / "add-workload.sh"), str(rootfs), str(recipe), workload.name,
-              "1" if network else "0"], "add-workload.sh", ctx)
+        steps.run(["sh", str(recipe / "add-workload.sh"), str(rootfs), str(recipe), workload.name,
+                   "1" if network else "0"], "add-workload.sh")
         kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
         if not kernels:
             raise BuildFailed("the image has no /boot/vmlinuz-*: is linux-image-cloud-amd64 in packages.txt?")
@@ -268,14 +260,14 @@ class VmForm:
         ctx.progress(f"vm image for {workload.name}: mkfs.ext4 -d ({used / 1e6:.0f} MB of files)")
         with open(disk, "wb") as fh:
             fh.truncate(size)
-        _run(["mkfs.ext4", "-q", "-F", "-L", "harness-root", "-d", str(rootfs), str(disk)], "mkfs.ext4", ctx)
+        steps.run(["mkfs.ext4", "-q", "-F", "-L", "harness-root", "-d", str(rootfs), str(disk)], "mkfs.ext4")
         shutil.rmtree(rootfs)
         ctx.progress(f"vm image for {workload.name}: qcow2 and compressed qcow2 (qemu-img)")
         qcow2 = work / "disk.qcow2"
         compressed = work / "disk-compressed.qcow2"
-        _run(["qemu-img", "convert", "-O", "qcow2", str(disk), str(qcow2)], "qemu-img convert", ctx)
-        _run(["qemu-img", "convert", "-c", "-O", "qcow2", str(disk), str(compressed)],
-             "qemu-img convert -c", ctx)
+        steps.run(["qemu-img", "convert", "-O", "qcow2", str(disk), str(qcow2)], "qemu-img convert")
+        steps.run(["qemu-img", "convert", "-c", "-O", "qcow2", str(disk), str(compressed)],
+                  "qemu-img convert -c")
         st = disk.stat()
         sizes = {
             "artifact_bytes": compressed.stat().st_size,

@@ -71,7 +71,8 @@ def render_github(results: dict[str, Any], opts: Options = Options()) -> str:
     cells = results["cells"]
     counts = {s: sum(1 for c in cells if c["status"] == s) for s in ("ok", "failed", "unavailable")}
     head = (f"## harness: {len(cells)} cells — {counts['ok']} ok, {counts['failed']} failed, "
-            f"{counts['unavailable']} unavailable\n\n")
+            f"{counts['unavailable']} unavailable"
+            + (" — **interrupted**" if results.get("interrupted") else "") + "\n\n")
     settings = results.get("settings") or {}
     meta = (f"matrix `{settings.get('matrix', MISSING)}`, {settings.get('reps', MISSING)} reps after "
             f"{settings.get('warmup', MISSING)} warm-up; {environment_line(results)}\n\n")

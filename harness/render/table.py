@@ -87,9 +87,24 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def interrupted_note(results: dict[str, Any]) -> str | None:
+    """For a run that did not finish: which cells of its matrix it never measured."""
+    if not results.get("interrupted"):
+        return None
+    done = {f"{c['workload']}:{c['form']}" for c in results["cells"]}
+    planned = (results.get("settings") or {}).get("cells") or []
+    missing = [key for key in planned if key not in done]
+    how = f" ({results['killed']})" if results.get("killed") else ""
+    text = f"run interrupted{how}: {len(done)} of {len(planned) or len(done)} cells recorded"
+    return text + (f"; not measured: {', '.join(missing)}" if missing else "")
+
+
 def footnotes(results: dict[str, Any]) -> list[str]:
     cells = results["cells"]
     notes: list[str] = []
+    interrupted = interrupted_note(results)
+    if interrupted:
+        notes.append(interrupted)
     standins = {c.get("details", {}).get("stand_in_for") for c in cells if is_stand_in(c)}
     if standins:
         notes.append(f"* stand-in base: an Alpine-like base built offline from Debian packages, "

@@ -41,9 +41,9 @@ from typing import Any
 
 from qemu.qmp import QMPClient
 
-from harness.build import initramfs
+from harness.build import initramfs, steps
 from harness.build.cache import Cache, digest
-from harness.errors import Unavailable, UsageError
+from harness.errors import BuildFailed, Unavailable, UsageError
 
 QEMU = "qemu-system-x86_64"
 ACCELERATORS = ("auto", "kvm", "tcg")
@@ -204,6 +204,17 @@ def qemu_version() -> str:
 # --------------------------------------------------------------------------- running a guest
 
 
+def dies_with_parent(argv: list[str]) -> list[str]:
+    """argv prefixed so that the kernel kills QEMU if the harness dies without cleaning up.
+
+    Signals are caught and QEMU is quit properly; this covers SIGKILL and
+    crashes. setpriv (util-linux, always on Debian) sets the parent-death
+    signal and execs QEMU, so the PID is QEMU's own.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
+
+
 @dataclass(frozen=True)
 class ConsoleLine:
     """One console line and the monotonic instant its newline arrived."""
@@ -296,8 +307,8 @@ class QemuProcess:
                 _LIVE.add(self)
             with open(self.tmp / "qemu.stderr", "wb") as err:
                 self.spawn_t = time.monotonic()
-                self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                             stderr=err, start_new_session=True)
+                self.proc = subprocess.Popen(dies_with_parent(self.argv), stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.PIPE, stderr=err, start_new_session=True)
             self._reader = threading.Thread(target=self._read_console, name=f"qemu-console-{self.pid}",
                                             daemon=True)
             self._reader.start()
@@ -516,12 +527,8 @@ class ProbeGuest:
     kernel_package: str
 
 
-def _run(cmd: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False,
-                          stdin=subprocess.DEVNULL, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
-    return proc.stdout
+def _run(cmd: list[str], cwd: Path | None = None) -> str:
+    return steps.run(cmd, cmd[0], cwd=cwd, timeout_s=600)
 
 
 def _debian_cloud_kernel_package() -> str:
@@ -631,7 +638,7 @@ def _probe_kvm(cache: Cache, timeout_s: float) -> Accelerator:
     """Boot the probe guest under KVM; on failure check it boots under TCG, to blame the right one."""
     try:
         guest = probe_guest(cache)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+    except (RuntimeError, BuildFailed, OSError) as exc:
         raise _NotCacheable(tcg(f"KVM not probed (no probe guest: {exc})")) from None
     ok, why = _boots(guest, Accelerator("kvm", "probe"), timeout_s)
     if ok:

@@ -4,14 +4,16 @@ For each cell: is the form available here, build the one binary (once per
 workload), build the artifact, boot it warm-up + reps times, summarise.
 Whatever happens becomes the cell's status (ok, failed, unavailable) and the
 run goes on; the results file is rewritten after every cell. SIGINT and
-SIGTERM stop the run cleanly: forms clean up, finished cells stay on disk.
+SIGTERM (and SIGHUP) stop the run cleanly: forms clean up, finished cells stay on disk.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import signal
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from harness.errors import BootFailed, BuildFailed, HarnessError, Unavailable, U
 from harness.forms.base import Context, Form, Progress
 from harness.record import environment
 from harness.record.results import Results, ResultsWriteError, utc_now
+from harness.run import leftovers
 from harness.run.matrix import Cell
 
 SUMMARY_METRICS = ("boot_s", "memory_bytes")
@@ -50,15 +53,22 @@ class RunSettings:
 
 
 class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; the run stops after cleaning up."""
+    """SIGINT, SIGTERM or SIGHUP arrived; the run stops after cleaning up."""
+
+
+# SIGHUP too: a closed terminal or a dropped SSH session must clean up like Ctrl-C.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
-def _signals_raise() -> Iterator[None]:
-    """Turn SIGTERM (and SIGINT) into an exception so every finally block runs."""
+def _signals_raise(progress: Progress) -> Iterator[None]:
+    """Turn SIGINT, SIGTERM and SIGHUP into an exception so every finally block runs."""
     def handler(signum, frame):  # noqa: ARG001
-        raise Interrupted(signal.Signals(signum).name)
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        name = signal.Signals(signum).name
+        if not progress.quiet:  # os.write: a print here could re-enter one in progress
+            os.write(2, f"{name}: stopping what is running and cleaning up ...\n".encode())
+        raise Interrupted(name)
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -93,8 +103,11 @@ def run(settings: RunSettings, results_path: Path) -> Results:
     used: dict[str, Form] = {}
     completed = False
     binaries: dict[str, binary_build.Binary | Exception] = {}
+    run_tmp = leftovers.claim(run_id, results_path)
+    saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(run_tmp)  # every temp folder of the run in one
     try:
-        with _signals_raise():
+        with _signals_raise(progress):
+            leftovers.sweep(ctx.cache, run_tmp, lambda stale_id: _cleanup_run(stale_id, ctx), progress)
             for index, cell in enumerate(settings.cells, 1):
                 progress(f"[{index}/{len(settings.cells)}] {cell}")
                 form = used.setdefault(cell.form, form_registry.get(cell.form))
@@ -105,6 +118,9 @@ def run(settings: RunSettings, results_path: Path) -> Results:
         completed = True
     except (Interrupted, KeyboardInterrupt) as exc:
         results.interrupted = True
+        partial = getattr(exc, "cell_record", None)
+        if partial is not None:
+            results.cells.append(partial)  # its finished repetitions are measurements too
         progress(f"interrupted ({exc or 'SIGINT'}); cleaning up, finished cells are kept")
         raise Interrupted(str(exc) or "SIGINT") from None
     except ResultsWriteError:
@@ -112,6 +128,8 @@ def run(settings: RunSettings, results_path: Path) -> Results:
         raise
     finally:
         _cleanup(used, ctx)
+        tempfile.tempdir = saved_tempdir
+        leftovers.release(run_tmp)
         results.finished = utc_now()
         results.environment["accelerators"] = sorted(
             {c["details"]["accelerator"] for c in results.cells if c.get("details", {}).get("accelerator")})
@@ -133,9 +151,15 @@ def _cleanup(used: dict[str, Form], ctx: Context) -> None:
                 ctx.progress(f"cleanup of {form.name} failed: {exc}")
 
 
+def _cleanup_run(run_id: str, ctx: Context) -> None:
+    """Every form's cleanup for another (killed) run's id: its containers, cgroups, instances."""
+    stale = Context(cache=ctx.cache, run_id=run_id, progress=ctx.progress, options=ctx.options)
+    _cleanup({name: form_registry.get(name) for name in form_registry.ORDER}, stale)
+
+
 @contextmanager
 def _signals_ignored() -> Iterator[None]:
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -196,7 +220,12 @@ def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
     except (BuildFailed, BootFailed, UsageError) as exc:
         record["status"], record["reason"] = "failed", str(exc)
         record["failures"].append({"stage": type(exc).__name__, "reason": str(exc)})
-    except (Interrupted, KeyboardInterrupt):
+    except (Interrupted, KeyboardInterrupt) as exc:
+        done = f"{len(record['samples'])} of {settings.reps} repetitions"
+        record["status"] = "failed"
+        record["reason"] = f"interrupted ({exc or 'SIGINT'}) after {done}; the samples measured are kept"
+        record["failures"].append({"stage": "interrupted", "reason": record["reason"]})
+        exc.cell_record = record  # type: ignore[union-attr]
         raise
     except Exception as exc:  # an unexpected fault is still this cell's failure, not the run's
         record["status"] = "failed"
