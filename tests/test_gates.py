@@ -71,6 +71,7 @@ max = 1
     ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='boot'\nstatistic='p99'\nmax=1\n", "unknown statistic"),
     ("nothing = 1\n", "no [[check]] entries"),
     ("[[check]\n", "not valid TOML"),
+    ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='boot'\nmaxx=1\n", "unknown key 'maxx'"),
 ])
 def test_bad_baselines(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message.replace("[", r"\[")):
@@ -99,3 +100,15 @@ def test_cli_example_baseline_passes_and_fails(tmp_path: Path) -> None:
 def test_cli_missing_baseline_is_one_line(tmp_path: Path) -> None:
     proc = _cli(str(FIXTURE), "--baseline", str(tmp_path / "none.toml"))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "pass --baseline" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["folder", "binary"])
+def test_cli_unreadable_baseline_is_one_line(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "b"
+    if kind == "folder":
+        target.mkdir()
+    else:
+        target.write_bytes(bytes(range(256)) * 4)
+    proc = _cli(str(FIXTURE), "--baseline", str(target))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and str(target) in proc.stderr

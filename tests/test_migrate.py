@@ -83,3 +83,22 @@ def test_v1_without_memory_figures_gets_no_source_rather_than_a_guess() -> None:
     data = results_file.load(V1)
     assert all(c["memory_source"] is None for c in data["cells"])
     assert all(s["memory_source"] is None for c in data["cells"] for s in c["samples"])
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d.pop("cells"), "no list of cells"),
+    (lambda d: d["cells"][1].pop("form"), "cell 2 has no 'form'"),
+    (lambda d: d["cells"][0].update(status="great"), "has status 'great'"),
+    (lambda d: d["cells"][0].update(samples={}), "samples that is not a list"),
+])
+@pytest.mark.parametrize("command", ["report", "plot", "compare"])
+def test_damaged_file_is_one_line_for_every_reader(tmp_path: Path, damage, message: str, command: str) -> None:
+    data = json.loads(V1.read_text())
+    damage(data)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(data))
+    args = [str(run)] + ([str(run)] if command == "compare" else [])
+    proc = subprocess.run([sys.executable, "-m", "harness", command, *args], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr

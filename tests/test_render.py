@@ -157,3 +157,22 @@ def test_memory_footnote_says_what_each_cells_figure_is() -> None:
     assert "cgroup peak (includes the container runtime's own init before exec) for hello:alpine, hello:scratch" in note
     assert "cgroup working set after readiness (usage minus inactive file cache) for http:alpine, http:scratch" in note
     assert "unikraft" not in note  # nothing measured, nothing claimed
+
+
+def test_output_never_replaces_results(tmp_path: Path) -> None:
+    """Writing a report onto the run's own results.json, or onto any results file, is refused."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(RESULTS, run / "results.json")
+    other = tmp_path / "other.json"
+    shutil.copy(RESULTS, other)
+    before = (run / "results.json").read_bytes()
+    for target in (run / "results.json", other):
+        proc = subprocess.run([sys.executable, "-m", "harness", "report", str(run), "--format", "csv",
+                               "--output", str(target)], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "write the report elsewhere" in proc.stderr
+    assert (run / "results.json").read_bytes() == before and other.read_bytes() == RESULTS.read_bytes()
+    ok = subprocess.run([sys.executable, "-m", "harness", "report", str(run), "--format", "csv",
+                         "--output", str(tmp_path / "samples.csv")], capture_output=True, text=True)
+    assert ok.returncode == 0 and (tmp_path / "samples.csv").read_text().startswith("workload")

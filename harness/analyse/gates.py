@@ -59,6 +59,11 @@ def _number(entry: dict[str, Any], name: str, where: str) -> float | None:
 
 
 def _parse_check(entry: dict[str, Any], where: str) -> Check:
+    if not isinstance(entry, dict):
+        raise UsageError(f"{where}: not a table; write each check as [[check]] with key = value lines")
+    unknown = sorted(set(entry) - KNOWN_KEYS)
+    if unknown:
+        raise UsageError(f"{where}: unknown key {unknown[0]!r}; keys: {', '.join(sorted(KNOWN_KEYS))}")
     for k in ("workload", "form", "metric"):
         if not isinstance(entry.get(k), str) or not entry[k]:
             raise UsageError(f"{where}: missing {k} = \"...\"; each [[check]] needs workload, form, metric")
@@ -82,13 +87,21 @@ def _parse_check(entry: dict[str, Any], where: str) -> Check:
     return Check(entry["workload"], entry["form"], metric, statistic, lo, hi, str(entry.get("description", "")))
 
 
+KNOWN_KEYS = {"workload", "form", "metric", "statistic", "midval", "minpercent", "maxpercent",
+              "min", "max", "description"}
+
+
 def load_baseline(path: Path) -> list[Check]:
     try:
         doc = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UsageError(f"no baseline at {path}; pass --baseline FILE.toml (e.g. builds/baselines/ci.toml)") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise UsageError(f"--baseline {path} is a folder; pass a FILE.toml (e.g. builds/baselines/ci.toml)") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path} is not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read --baseline {path} ({exc.strerror})") from None
     entries = doc.get("check")
     if not isinstance(entries, list) or not entries:
         raise UsageError(f"{path} has no [[check]] entries; see builds/baselines/ci.toml for the shape")

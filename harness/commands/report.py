@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -41,7 +42,23 @@ def report(path: Path, fmt: str = "markdown", metrics: str | None = None, pivot:
     return formats.render(results, fmt, opts)
 
 
+def refuse_results_target(output: Path, source: Path) -> None:
+    """A report never replaces measured data: not the run it reads, nor any other results file."""
+    if output.resolve() == results_file.resolve(source).resolve():
+        raise UsageError(f"--output {output} is the results file being reported; write the report elsewhere")
+    if output.is_file():
+        try:
+            is_results = "schema_version" in json.loads(output.read_text(errors="replace"))
+        except (ValueError, TypeError, OSError):
+            is_results = False
+        if is_results:
+            raise UsageError(f"--output {output} holds harness results; they are never overwritten: "
+                             f"write the report elsewhere")
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.output:
+        refuse_results_target(args.output, args.run)
     text = report(args.run, args.format, args.metrics, args.pivot)
     if args.output:
         try:

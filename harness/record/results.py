@@ -146,4 +146,26 @@ def load(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path} is not valid JSON (line {exc.lineno}); it may be truncated") from None
     if not isinstance(data, dict) or not isinstance(data.get("schema_version"), int):
         raise UsageError(f"{path} has no schema_version; it is not a harness results file")
-    return migrate.upgrade(data, path)
+    data = migrate.upgrade(data, path)
+    check_shape(data, path)
+    return data
+
+
+def check_shape(data: dict[str, Any], path: Path) -> None:
+    """The parts every reader relies on, so a damaged file is one clear error, not a KeyError."""
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        raise UsageError(f"{path} has no list of cells; it is not a complete harness results file")
+    for i, cell in enumerate(cells, 1):
+        if not isinstance(cell, dict):
+            raise UsageError(f"{path}: cell {i} is not an object; the file is damaged")
+        for key in ("workload", "form"):
+            if not isinstance(cell.get(key), str):
+                raise UsageError(f"{path}: cell {i} has no {key!r}; the file is damaged")
+        if cell.get("status") not in STATUSES:
+            raise UsageError(f"{path}: cell {i} ({cell['workload']}:{cell['form']}) has status "
+                             f"{cell.get('status')!r}, not one of {', '.join(STATUSES)}")
+        for key in ("samples", "warmup"):
+            if not isinstance(cell.get(key, []), list):
+                raise UsageError(f"{path}: cell {i} ({cell['workload']}:{cell['form']}) has {key} that is "
+                                 f"not a list; the file is damaged")
