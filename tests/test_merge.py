@@ -20,8 +20,8 @@ def harness(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=600)
 
 
-def _run(out: Path, *extra: str) -> dict:
-    proc = harness("run", "--matrix", MATRIX, "--reps", "1", "--warmup", "0", "--allow-stand-ins", "--quiet",
+def _run(out: Path, *extra: str, matrix: str = MATRIX) -> dict:
+    proc = harness("run", "--matrix", matrix, "--reps", "1", "--warmup", "0", "--allow-stand-ins", "--quiet",
                    "--out", str(out), *extra)
     assert proc.returncode == 0, proc.stderr
     return json.loads((out / "results.json").read_text())
@@ -50,9 +50,12 @@ def test_shard_beyond_matrix_is_one_line(docker_client) -> None:
 
 @pytest.mark.docker
 def test_shards_merge_to_the_single_run(tmp_path: Path, docker_client) -> None:
-    whole = _run(tmp_path / "whole")
-    one = _run(tmp_path / "s1", "--shard", "1/2")
-    two = _run(tmp_path / "s2", "--shard", "2/2")
+    """A container slice and a guest slice (each records its own tools) merge without --force."""
+    mixed = "hello:scratch,lupine"
+    whole = _run(tmp_path / "whole", matrix=mixed)
+    one = _run(tmp_path / "s1", "--shard", "1/2", matrix=mixed)
+    two = _run(tmp_path / "s2", "--shard", "2/2", matrix=mixed)
+    assert one["environment"]["accelerators"] == [] and two["environment"]["accelerators"]
     keys = lambda d: [f"{c['workload']}:{c['form']}" for c in d["cells"]]  # noqa: E731
     assert set(keys(one)).isdisjoint(keys(two))
     assert sorted(keys(one) + keys(two)) == sorted(keys(whole))
@@ -85,9 +88,10 @@ def test_merge_refuses_other_environment_unless_forced() -> None:
     b = Source(Path("b"), _doc([("hello", "alpine")], tools={"docker_engine": "24.0"}))
     with pytest.raises(UsageError, match=r"tools.docker_engine: 20.10 vs 24.0.*--force"):
         merge([a, b])
-    c = Source(Path("c"), _doc([("hello", "alpine")], accelerators=["tcg"]))
-    with pytest.raises(UsageError, match="accelerators"):
-        merge([a, c])
+    tcg = Source(Path("tcg"), _doc([("hello", "vm")], accelerators=["tcg"]))
+    kvm = Source(Path("kvm"), _doc([("hello", "lupine")], accelerators=["kvm"]))
+    with pytest.raises(UsageError, match=r"accelerators: \['tcg'\] vs \['kvm'\]"):
+        merge([tcg, kvm])
     forced = merge([a, b], force=True)
     assert forced["settings"]["merged_with_force"] is True
     assert [x["form"] for x in forced["cells"]] == ["scratch", "alpine"]
@@ -96,3 +100,25 @@ def test_merge_refuses_other_environment_unless_forced() -> None:
 def test_merge_needs_two() -> None:
     with pytest.raises(UsageError, match="at least two"):
         merge([Source(Path("a"), _doc([]))])
+
+
+def test_slices_that_recorded_different_parts_of_the_environment_merge() -> None:
+    """A container-only slice has no accelerator, a guest-only slice no Docker version: still alike."""
+    containers = Source(Path("s1"), _doc([("hello", "scratch")]))
+    guests = Source(Path("s2"), _doc([("hello", "lupine")], accelerators=["tcg"],
+                                     tools={"docker_engine": None, "qemu": "QEMU 7.2"}))
+    merged = merge([containers, guests])
+    assert merged["environment"]["accelerators"] == ["tcg"]
+    assert [m["environment"]["tools"] for m in merged["settings"]["merged_from"]] == [
+        {"docker_engine": "20.10"}, {"docker_engine": None, "qemu": "QEMU 7.2"}]
+
+
+def test_merge_refuses_other_settings_unless_forced() -> None:
+    a = _doc([("hello", "scratch")])
+    b = _doc([("hello", "lupine")])
+    a["settings"].update(reps=3, options={"memory": 67108864})
+    b["settings"].update(reps=1, options={"memory": 268435456})
+    with pytest.raises(UsageError, match=r"other settings .*reps: 3 vs 1.*--force"):
+        merge([Source(Path("a"), a), Source(Path("b"), b)])
+    forced = merge([Source(Path("a"), a), Source(Path("b"), b)], force=True)
+    assert [m["settings"]["reps"] for m in forced["settings"]["merged_from"]] == [3, 1]

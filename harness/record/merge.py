@@ -1,8 +1,10 @@
 """Join several runs (e.g. the shards of one matrix) into one results document.
 
 Runs are joined only when measured alike: the key environment (machine, CPU
-model, kernel, accelerators, tool versions) must match, or the figures would
-sit side by side in one table without saying they are not comparable. A cell
+model, kernel, accelerators, tool versions, wherever both runs recorded them)
+and the settings (repetitions, warm-ups, timeout, stand-ins, options) must
+match, or the figures would sit side by side in one table without saying
+they are not comparable. Each source's own settings and environment are kept. A cell
 measured twice is refused outright: which one to keep is the user's call.
 """
 
@@ -25,18 +27,35 @@ class Source:
     data: dict[str, Any]
 
 
+# Settings that change what a figure means: runs that differ in them are not one experiment.
+KEY_SETTINGS = ("reps", "warmup", "timeout_s", "allow_stand_ins", "options")
+
+
 def environment_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Where two runs' key environment disagree.
+
+    A value only one run recorded is no disagreement: a slice with no
+    container cell records no Docker version, one with no VM cell no
+    accelerator.
+    """
     ea, eb = a.get("environment") or {}, b.get("environment") or {}
     diffs = []
     for k in KEY_ENVIRONMENT:
         va, vb = ea.get(k), eb.get(k)
-        if k == "accelerators":
-            va, vb = sorted(va or []), sorted(vb or [])
         if k == "tools" and isinstance(va, dict) and isinstance(vb, dict):
-            diffs += [f"tools.{t}: {va.get(t)} vs {vb.get(t)}" for t in sorted(set(va) | set(vb)) if va.get(t) != vb.get(t)]
-        elif va != vb:
+            diffs += [f"tools.{t}: {va[t]} vs {vb[t]}" for t in sorted(set(va) & set(vb))
+                      if va[t] is not None and vb[t] is not None and va[t] != vb[t]]
+        elif k == "accelerators":
+            if va and vb and sorted(va) != sorted(vb):
+                diffs.append(f"accelerators: {sorted(va)} vs {sorted(vb)}")
+        elif va is not None and vb is not None and va != vb:
             diffs.append(f"{k}: {va} vs {vb}")
     return diffs
+
+
+def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    sa, sb = a.get("settings") or {}, b.get("settings") or {}
+    return [f"{k}: {sa.get(k)} vs {sb.get(k)}" for k in KEY_SETTINGS if sa.get(k) != sb.get(k)]
 
 
 def _order(sources: list[Source], cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -57,6 +76,10 @@ def merge(sources: list[Source], force: bool = False) -> dict[str, Any]:
         if diffs and not force:
             raise UsageError(f"{s.path} was measured elsewhere than {first.path} ({'; '.join(diffs[:3])}); "
                              f"merge only alike runs, or pass --force")
+        diffs = settings_differences(first.data, s.data)
+        if diffs and not force:
+            raise UsageError(f"{s.path} was measured with other settings than {first.path} "
+                             f"({'; '.join(diffs[:3])}); merge only alike runs, or pass --force")
     seen: dict[str, Path] = {}
     cells: list[dict[str, Any]] = []
     for s in sources:
@@ -74,7 +97,9 @@ def merge(sources: list[Source], force: bool = False) -> dict[str, Any]:
     settings["cells"] = [f"{c['workload']}:{c['form']}" for c in cells]
     settings["merged_from"] = [{"path": str(s.path), "run_id": (s.data.get("settings") or {}).get("run_id"),
                                 "shard": ((s.data.get("settings") or {}).get("shard") or {}).get("spec"),
-                                "created": s.data.get("created")} for s in sources]
+                                "created": s.data.get("created"),
+                                "settings": {k: (s.data.get("settings") or {}).get(k) for k in KEY_SETTINGS},
+                                "environment": s.data.get("environment")} for s in sources]
     if force:
         settings["merged_with_force"] = True
     return {
