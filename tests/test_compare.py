@@ -103,6 +103,18 @@ def test_newly_failed_cell_counts_as_worse(runs, tmp_path: Path) -> None:
     assert proc.returncode == 1 and "status ok -> failed" in proc.stdout
 
 
+@pytest.mark.parametrize("key, value", [("kernel_kind", "cloud"), ("guest_memory_mib", 128)])
+def test_guests_measured_differently_are_not_compared(runs, tmp_path: Path, key: str, value: object) -> None:
+    """Another kernel or guest memory size changes the figures by itself: say so, do not judge."""
+    a, _ = runs
+
+    def other(data: dict) -> None:
+        data["cells"][0]["details"][key] = value
+    changed = _planted(a, tmp_path / "changed", other)
+    proc = harness("compare", str(a), str(changed), "--fail-on", "worse")
+    assert proc.returncode == 0 and f"{key} None -> {value}" in proc.stdout, proc.stdout
+
+
 def test_memory_of_another_kind_is_not_compared_unless_forced(runs, tmp_path: Path) -> None:
     """A cgroup peak is not set against a working set: the memory row says why it is skipped."""
     a, _ = runs
@@ -125,6 +137,9 @@ def test_verdicts_by_hand() -> None:
     assert verdict == "worse" and ratio == pytest.approx(2.0) and p == pytest.approx(2 / 924)
     assert compare_metric(boot, slow, [x * 1.05 for x in slow], 0.10)[2] in ("no change", "not significant")
     assert compare_metric(boot, [1.0, 2.0, 3.0], [3.0, 1.0, 2.0], 0.10)[2] == "not significant"
+    # One sample on either side: no spread, so no test; a change of any size is not significant.
+    assert compare_metric(boot, [0.196], [0.220], 0.10) == (pytest.approx(0.220 / 0.196), None, "not significant")
+    assert compare_metric(boot, slow, [2.0], 0.10)[2] == "not significant"
     assert compare_metric(size, [1000.0], [1050.0], 0.10)[2] == "no change"
     assert compare_metric(size, [1000.0], [800.0], 0.10)[2] == "better"
 

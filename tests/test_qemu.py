@@ -53,6 +53,7 @@ def test_argv_binds_forwards_to_loopback_and_bounds_tcg() -> None:
     flags = qemu.vmm_flags(argv)
     assert QEMU not in flags and "vmlinuz" in flags
     assert not any(f.startswith("/") or "=/" in f or ":/" in f for f in flags), flags
+    assert any("hostfwd=tcp:127.0.0.1:<port>-:8080" in f for f in flags), "a boot's free port is not a flag"
 
 
 def test_argv_kvm_has_no_tb_size_and_microvm_uses_mmio_devices() -> None:

@@ -22,7 +22,10 @@ from harness.analyse.metrics import COMPARED, Metric, cell_key, get
 from harness.errors import UsageError
 
 ALPHA = 0.05
-COMPARABLE_DETAILS = ("accelerator", "stand_in", "base")
+# Cells that differ in any of these were measured differently: another accelerator, base
+# image, kernel, guest memory size or TCG translation cache changes the figures by itself.
+COMPARABLE_DETAILS = ("accelerator", "stand_in", "base", "kernel_kind", "guest_memory_mib", "tcg_tb_size_mib",
+                      "machine")
 ENVIRONMENT_KEYS = ("machine", "cpu_model", "kernel")
 
 
@@ -78,13 +81,15 @@ def compare_metric(metric: Metric, base: list[float], new: list[float], threshol
         return None, None, "not significant"
     beyond = abs(ratio - 1) > threshold
     p: float | None = None
-    if metric.repeated and len(base) > 1 and len(new) > 1:
+    if metric.repeated and (len(base) < 2 or len(new) < 2):
+        return ratio, None, "not significant"  # one sample has no spread: no test can tell noise from change
+    if metric.repeated:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             p = float(mannwhitneyu(base, new, alternative="two-sided").pvalue)
         significant = p < ALPHA
     else:
-        significant = True  # one value each: no spread to test against, the threshold decides
+        significant = True  # a size is one exact value, not a sample: the threshold decides
     if not significant:
         return ratio, p, "not significant"
     if not beyond:

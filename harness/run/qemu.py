@@ -180,12 +180,13 @@ def build_argv(spec: GuestSpec, qmp_socket: Path | None = None) -> list[str]:
 
 
 def vmm_flags(argv: list[str]) -> list[str]:
-    """argv without the binary and with file paths reduced to their names, for the record."""
+    """argv without the binary, file paths reduced to their names and host ports to <port>, for the record."""
     out = []
     for arg in argv[1:]:
         if arg.startswith("/"):
             arg = Path(arg).name
         arg = re.sub(r"(file=|unix:)/[^,]*/", r"\1", arg)
+        arg = re.sub(r"(hostfwd=tcp:127\.0\.0\.1:)\d+-", r"\1<port>-", arg)  # a new free port each boot
         out.append(arg)
     return out
 

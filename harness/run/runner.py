@@ -237,7 +237,8 @@ def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
     return record
 
 
-LIFTED_DETAILS = ("accelerator", "emulated", "vmm")
+LIFTED_DETAILS = ("accelerator", "emulated", "vmm", "vmm_flags", "machine", "guest_memory_mib",
+                  "tcg_tb_size_mib", "accelerator_reason")
 
 
 def _lift_sample_details(record: dict[str, Any]) -> None:
