@@ -21,16 +21,19 @@ class Metric:
     key: str           # the field in the results file: boot_s, memory_bytes, artifact_bytes
     label: str         # column and axis title
     kind: Literal["seconds", "bytes"]
-    source: Literal["samples", "size", "cell"]
+    source: Literal["samples", "sample-memory", "size", "cell"]
 
     @property
     def repeated(self) -> bool:
         """Samples form a distribution; a size is one value and has no spread."""
-        return self.source == "samples"
+        return self.source in ("samples", "sample-memory")
 
     def values(self, cell: dict[str, Any]) -> list[float]:
         if self.source == "samples":
             return [float(s[self.key]) for s in cell.get("samples") or [] if s.get(self.key) is not None]
+        if self.source == "sample-memory":
+            found = [(s.get("memory") or {}).get(self.key) for s in cell.get("samples") or []]
+            return [float(v) for v in found if v is not None]
         holder = cell.get("size") or {} if self.source == "size" else cell
         value = holder.get(self.key)
         return [] if value is None else [float(value)]
@@ -46,10 +49,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("size", "artifact_bytes", "artifact", "bytes", "size"),
     Metric("boot", "boot_s", "boot", "seconds", "samples"),
     Metric("memory", "memory_bytes", "memory", "bytes", "samples"),
+    # The guest kernel's own view (MemTotal - MemAvailable): beside a VMM's PSS, the figure
+    # to set against a container's working set.
+    Metric("guest", "guest_used_bytes", "guest used", "bytes", "sample-memory"),
     Metric("image", "image_bytes", "image (unpacked)", "bytes", "size"),
     Metric("build", "build_s", "build", "seconds", "cell"),
 )
-DEFAULT = ("size", "boot", "memory")
+DEFAULT = ("size", "boot", "memory", "guest")
 COMPARED = ("boot", "memory", "size")
 
 

@@ -18,8 +18,8 @@ from typing import Any
 from tabulate import tabulate
 
 from harness.analyse.metrics import DEFAULT, Metric, cell_key, parse_list
-from harness.render.rows import Table, cell_table, marks, pivot_tables
-from harness.render.table import is_emulated, is_stand_in, measured_with
+from harness.render.rows import Table, cell_table, pivot_tables
+from harness.render.table import cell_marks, is_emulated, is_stand_in, measured_with
 from harness.render.units import MISSING
 
 
@@ -183,7 +183,7 @@ def render_json(results: dict[str, Any], opts: Options = Options()) -> str:
     for c in results["cells"]:
         entry: dict[str, Any] = {
             "cell": cell_key(c), "workload": c["workload"], "form": c["form"], "status": c["status"],
-            "reason": c.get("reason"), "marks": marks(c), "emulated": is_emulated(c),
+            "reason": c.get("reason"), "marks": cell_marks(c), "emulated": is_emulated(c),
             "stand_in": is_stand_in(c), "measured_with": measured_with(c), "metrics": {},
         }
         for m in opts.metrics:

@@ -34,8 +34,10 @@ def missing_text(cell: dict[str, Any] | None) -> str:
     return MISSING
 
 
-def marks(cell: dict[str, Any]) -> str:
-    return ("*" if is_stand_in(cell) else "") + ("†" if is_emulated(cell) else "")
+def marks(cell: dict[str, Any], metric: Metric) -> str:
+    """* on every figure of a stand-in; † only on what emulation changes (not a size)."""
+    emulated = is_emulated(cell) and metric.source != "size"
+    return ("*" if is_stand_in(cell) else "") + ("†" if emulated else "")
 
 
 def _unit_for(metric: Metric, summaries: list[Summary | None]) -> tuple[str, float]:
@@ -104,7 +106,7 @@ def pivot_tables(results: dict[str, Any], metrics: list[Metric]) -> list[Table]:
                 s = sums.get((w, f))
                 text = metric_text(cell, s, m, unit, scale, with_iqr=False)
                 if cell is not None and s is not None:
-                    text += marks(cell)
+                    text += marks(cell, m)
                 row.append(text)
             rows.append(row)
         tables.append(Table(headers=["workload"] + forms, align=["left"] + ["right"] * len(forms),

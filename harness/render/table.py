@@ -28,13 +28,13 @@ def is_stand_in(cell: dict[str, Any]) -> bool:
     return bool((cell.get("details") or {}).get("stand_in"))
 
 
+def cell_marks(cell: dict[str, Any]) -> str:
+    """* for a stand-in base, † for figures emulated under TCG."""
+    return ("*" if is_stand_in(cell) else "") + ("†" if is_emulated(cell) else "")
+
+
 def form_label(cell: dict[str, Any]) -> str:
-    label = cell["form"]
-    if is_stand_in(cell):
-        label += "*"
-    if is_emulated(cell):
-        label += "†"
-    return label
+    return cell["form"] + cell_marks(cell)
 
 
 def boot_text(cell: dict[str, Any]) -> str:
@@ -70,7 +70,12 @@ def measured_with(cell: dict[str, Any]) -> str:
         return ""
     parts: list[str] = []
     if d.get("accelerator"):
-        parts.append(str(d.get("vmm") or "qemu").split(" (")[0] + f", {d['accelerator']}")
+        vmm = str(d.get("vmm") or "qemu").split(" (")[0] + f", {d['accelerator']}"
+        if d.get("tcg_tb_size_mib"):
+            vmm += f" (tb-size {d['tcg_tb_size_mib']} MiB)"
+        if d.get("guest_memory_mib"):
+            vmm += f", -m {d['guest_memory_mib']} MiB"
+        parts.append(vmm)
     elif d.get("engine"):
         parts.append(str(d["engine"]))
     if d.get("base") and d.get("base") != "scratch":
@@ -111,10 +116,13 @@ def footnotes(results: dict[str, Any]) -> list[str]:
                      f"not {', '.join(sorted(s for s in standins if s))}; its figures are not Alpine's.")
     if any(is_emulated(c) for c in cells):
         notes.append("† emulated: measured under QEMU TCG (no usable KVM); boot times are one to two "
-                     "orders of magnitude slower than under KVM and are not comparable with KVM figures.")
+                     "orders of magnitude slower than under KVM and are not comparable with KVM figures; "
+                     "QEMU's memory includes TCG's translation cache (its tb-size bound is given) and "
+                     "grows with the guest memory (-m) the guest touches.")
     notes.append("artifact = bytes shipped to deploy the form (compressed image layers, compressed "
                  "qcow2, or kernel + initramfs); boot = median of the repetitions [p25 – p75], "
-                 "start request to readiness; memory = " + memory_note(cells) + ".")
+                 "start request to readiness; memory = " + memory_note(cells) + "; guest used = the "
+                 "guest kernel's MemTotal − MemAvailable after readiness (guests only).")
     for c in cells:
         if c["status"] in ("unavailable", "failed") and c.get("reason"):
             first = c["reason"].splitlines()[0]

@@ -37,7 +37,9 @@ def column_unit(kind: str, values: list[float]) -> tuple[str, float]:
     """(unit name, scale) for a column: the largest unit its biggest value reaches at least 1 of."""
     table = BYTE_UNITS if kind == "bytes" else SECOND_UNITS
     present = [abs(v) for v in values if v is not None]
-    top = max(present) if present else 0.0
+    if not present:  # a column with no figure: the unit such figures are usually read in
+        return ("MB", 1e6) if kind == "bytes" else ("s", 1.0)
+    top = max(present)
     for name, scale in table:
         if top >= scale:
             return name, scale
