@@ -198,6 +198,7 @@ def test_init_that_exits_is_a_failed_boot_with_console_tail(tmp_path, no_qemu_le
     err = _boot_broken(make_binary(exits))
     assert "Kernel panic" in str(err) and "Attempted to kill init" in str(err)
     assert "console tail" in str(err)
+    assert "Kernel panic" in str(err).splitlines()[0], "the first line (the one tables show) names the cause"
 
 
 @pytest.mark.slow

@@ -205,3 +205,14 @@ def test_kill_all_stops_tagged_guests_only(probe: qemu.ProbeGuest) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_qemu_that_cannot_start_names_its_own_error_first(probe: qemu.ProbeGuest) -> None:
+    """QEMU refusing the guest (no memory for it) is the failure's first line, not a bare 'console tail:'."""
+    spec = qemu.probe_spec(probe, TCG, memory_mib=100_000 * 1024 * 1024)
+    with qemu.QemuProcess(spec) as q:
+        deadline = time.monotonic() + 30
+        assert q.wait_for(lambda s: qemu.PROBE_MARKER in s, deadline) is None
+        first = q.failure("probe", "console", 30, deadline).splitlines()[0]
+    assert first.startswith("probe: QEMU exited (status 1) before readiness: "), first
+    assert "memory" in first.split("readiness: ", 1)[1].lower(), first

@@ -59,6 +59,7 @@ class AlpineForm(ContainerForm):
             "stand_in": True,
             "stand_in_for": ref,
             "stand_in_note": standin.NOTE,
+            "pull_error": pull_error,
         }
 
 
@@ -74,8 +75,8 @@ def _try_pull(ref: str, ctx: Context) -> str | None:
             short.close()
         return None
     except (DockerException, RequestException, OSError) as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return f"pull failed: {text[:120]}"
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return f"pull failed: {text[:400]}"
 
 
 def ensure_standin(client: docker.DockerClient, ctx: Context) -> str:

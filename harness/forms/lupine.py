@@ -164,7 +164,7 @@ class LupineForm:
             deadline = time.monotonic() + deadline_s
             ready_t = self._wait_ready(q, workload, forward, deadline)
             if ready_t is None:
-                raise BootFailed(self._failure(q, workload, deadline_s))
+                raise BootFailed(q.failure("lupine guest failed", workload.readiness.type, deadline_s, deadline))
             meminfo = q.wait_for(guest.has_meminfo,
                                  min(deadline, time.monotonic() + MEMINFO_WAIT_S))
             vmm = process_memory(q.pid)
@@ -198,13 +198,6 @@ class LupineForm:
         probe = readiness.network_probe(r, "127.0.0.1", forward.host_port)
         # Poll while the guest lives (a panic makes QEMU exit: -no-reboot).
         return readiness.poll(probe, deadline, still_alive=q.alive, interval_s=0.02)
-
-    def _failure(self, q: qemu.QemuProcess, workload: Workload, timeout_s: float) -> str:
-        if q.alive():
-            why = f"no readiness ({workload.readiness.type}) within {timeout_s:.0f} s"
-        else:
-            why = f"QEMU exited (status {q.returncode}) before readiness"
-        return f"lupine guest failed: {why}; console tail:\n{q.tail(15)}"
 
     def _sample(self, q: qemu.QemuProcess, lines: list[qemu.ConsoleLine], ready_t: float,
                 vmm: Any, spec: qemu.GuestSpec, details: dict[str, Any]) -> Sample:

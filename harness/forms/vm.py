@@ -307,11 +307,7 @@ class VmForm:
             deadline = q.spawn_t + ctx.timeout_s
             ready_t = self._wait_ready(q, workload, host_port, deadline)
             if ready_t is None:
-                # The console closes a moment before QEMU is reaped: give it that moment.
-                status = q.wait_exit(3.0 if q.console_closed else 0.0)
-                state = "QEMU still running" if status is None else f"QEMU exited with status {status}"
-                raise BootFailed(f"vm: no readiness within {ctx.timeout_s:.0f} s ({state}); "
-                                 f"console tail:\n{q.tail(15)}")
+                raise BootFailed(q.failure("vm", workload.readiness.type, ctx.timeout_s, deadline))
             meminfo = q.wait_for(guest.has_meminfo,
                                  min(time.monotonic() + MEMINFO_WAIT_S, deadline + MEMINFO_WAIT_S))
             pm = process_memory(q.pid)

@@ -428,6 +428,29 @@ class QemuProcess:
             kept.append(f"[qemu stderr] {err.splitlines()[-1]}")
         return "\n".join(kept)
 
+    def last_words(self) -> str:
+        """The likeliest cause of a failure in one line: QEMU's own last error, else the console's last line."""
+        err = [ln for ln in self.stderr().splitlines() if ln.strip() and "warning:" not in ln]
+        if err:
+            return err[-1].strip()
+        with self._cond:
+            texts = [ln.text for ln in self._lines] + ([self._partial] if self._partial else [])
+        kept = [t.strip() for t in texts if t.strip()]
+        panics = [t for t in kept if "Kernel panic - not syncing" in t]
+        if panics:  # the kernel goes on printing (offsets, traces) after saying why it stops
+            return panics[-1]
+        return kept[-1] if kept else "(no console output)"
+
+    def failure(self, form: str, readiness: str, timeout_s: float, deadline: float) -> str:
+        """Why a boot failed: a first line that names the cause, then the console tail."""
+        # A guest that ended (panic, bad init) makes QEMU exit a moment after its console closes.
+        status = self.wait_exit(0.0 if time.monotonic() >= deadline else 3.0)
+        if status is None:
+            why = f"no readiness ({readiness}) within {timeout_s:g} s (QEMU still running)"
+        else:
+            why = f"QEMU exited (status {status}) before readiness"
+        return f"{form}: {why}: {self.last_words()}\nconsole tail:\n{self.tail(15)}"
+
     # -- QMP
 
     def qmp(self, command: str, arguments: dict[str, Any] | None = None, timeout_s: float = 10.0) -> Any:
