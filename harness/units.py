@@ -27,7 +27,8 @@ def parse_size(text: str, what: str = "memory size") -> int:
     m = _SIZE_RE.match(str(text))
     if not m:
         if re.match(r"^\s*\d+(\.\d+)?\s*$", str(text)):
-            raise UsageError(f"{what} {text!r} has no unit; write it with one, e.g. {text.strip()}Mi")
+            example = f"{text.strip()}Mi" if float(text) > 0 else "512Mi"
+            raise UsageError(f"{what} {text!r} has no unit; write it with one, e.g. {example}")
         raise UsageError(f"{what} {text!r} is not a size; write e.g. 512Mi or 2Gi")
     number, unit = float(m.group(1)), m.group(2).upper()
     if unit not in _UNITS:

@@ -42,6 +42,12 @@ def assert_usage_error(proc: subprocess.CompletedProcess, *needles: str) -> None
     (["--matrix", "nosuch:scratch"], ["unknown workload 'nosuch'"]),
     (["--matrix", "hello:nosuchform"], ["unknown form or workload 'nosuchform'"]),
     (["--matrix", "hello:scratch", "--timeout", "0"], ["--timeout"]),
+    (["--matrix", "hello:scratch", "--timeout", "nan"], ["--timeout must be a positive number"]),
+    (["--matrix", "hello:scratch", "--timeout", "inf"], ["--timeout must be a positive number"]),
+    (["--matrix", "hello:scratch", "--memory", "0"], ["no unit", "e.g. 512Mi"]),
+    (["--matrix", "hello:lupine", "--memory", "1Ki"], ["--memory 1Ki", "at least 16Mi"]),
+    (["--matrix", "hello:scratch", "--cache", "/proc/nope"], ["/proc/nope", "build cache", "HARNESS_CACHE"]),
+    (["--matrix", "hello:scratch", "--builds", ""], ["--builds", "empty path"]),
     (["--matrix", "hello:scratch", "--accel", "fast"], ["--accel"]),
     (["--matrix", "hello:scratch", "--nonsense"], ["unrecognized arguments"]),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
@@ -145,3 +151,21 @@ def test_hostfwd_is_only_built_by_the_qemu_runner() -> None:
     users = [p.relative_to(REPO) for p in (REPO / "harness").rglob("*.py")
              if "hostfwd" in p.read_text() and p.name != "qemu.py"]
     assert users == []
+
+
+def test_empty_out_is_refused_not_the_current_folder(tmp_path: Path, leak_check: LeakCheck) -> None:
+    proc = harness(["run", "--matrix", "hello:scratch", "--out", ""], leak_check, timeout=60)
+    assert_usage_error(proc, "--out", "empty path")
+    assert not (REPO / "results.json").exists()
+
+
+def test_tiny_timeout_says_readiness_came_too_late(tmp_path: Path, leak_check: LeakCheck) -> None:
+    """A workload that did print its line, after the limit, is a timeout, not 'exited before readiness'."""
+    out = tmp_path / "out"
+    proc = harness(["run", "--matrix", "hello:scratch", "--reps", "1", "--warmup", "0", "--timeout", "1e-9",
+                    "--out", str(out)], leak_check, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    [cell] = leak_check.watch_results(out / "results.json")["cells"]
+    assert cell["status"] == "failed"
+    assert ("beyond the 1e-09 s limit (--timeout)" in cell["reason"]
+            or cell["reason"].startswith("no readiness within 1e-09 s")), cell["reason"]

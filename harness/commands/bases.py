@@ -14,6 +14,7 @@ from pathlib import Path
 from docker.errors import DockerException
 from requests.exceptions import RequestException
 
+from harness.commands import path
 from harness.errors import Unavailable, UsageError
 from harness.run import engine
 
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           description="Import a root filesystem tarball (e.g. Alpine's minirootfs "
                                       ".tar.gz) into the Docker engine as NAME.")
     imp.add_argument("name", metavar="NAME", help="image reference, e.g. alpine:3.20")
-    imp.add_argument("rootfs", type=Path, metavar="ROOTFS.tar.gz", help="the rootfs tarball")
+    imp.add_argument("rootfs", type=path, metavar="ROOTFS.tar.gz", help="the rootfs tarball")
     imp.set_defaults(func=main)
 
 

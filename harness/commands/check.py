@@ -8,6 +8,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness.analyse.gates import Outcome, evaluate, load_baseline
+from harness.commands import path
 from harness.record import results as results_file
 from harness.render.units import MISSING
 
@@ -18,8 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "statistic; midval with minpercent/maxpercent, or min/max) against the "
                                    "run. A missing result fails.",
                        epilog="exit codes: 0 all pass, 1 some check failed, 2 bad input")
-    p.add_argument("run", type=Path, metavar="DIR", help="a run folder made by harness run")
-    p.add_argument("--baseline", type=Path, required=True, metavar="FILE.toml", help="e.g. builds/baselines/ci.toml")
+    p.add_argument("run", type=path, metavar="DIR", help="a run folder made by harness run")
+    p.add_argument("--baseline", type=path, required=True, metavar="FILE.toml", help="e.g. builds/baselines/ci.toml")
     p.set_defaults(func=main)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from tabulate import tabulate
 
 from harness.analyse.compare import ALPHA, Comparison, compare, parse_threshold
 from harness.analyse.metrics import get
+from harness.commands import path
 from harness.record import results as results_file
 from harness.render.units import MISSING, column_unit, fmt_scaled
 
@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "when significant and beyond --threshold.",
                        epilog="exit codes: 0 compared, 1 --fail-on worse and some cell is worse or newly "
                               "failed, 2 bad input")
-    p.add_argument("base", type=Path, metavar="BASE", help="the reference run folder")
-    p.add_argument("new", type=Path, metavar="NEW", help="the run folder to judge")
+    p.add_argument("base", type=path, metavar="BASE", help="the reference run folder")
+    p.add_argument("new", type=path, metavar="NEW", help="the run folder to judge")
     p.add_argument("--threshold", default="10%", metavar="PCT", help="smallest change that counts (default 10%%)")
     p.add_argument("--fail-on", choices=("worse",), default=None, help="exit 1 when some cell is worse")
     p.add_argument("--force", action="store_true",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from tabulate import tabulate
 
 from harness import forms as form_registry
 from harness.build.cache import Cache, default_cache_dir
+from harness.commands import path
 from harness.errors import UsageError
 from harness.run import doctor
 
@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         + "); default: report all, never fail")
     p.add_argument("--no-probe", action="store_true",
                    help="do not boot the KVM probe guest; only report /dev/kvm")
-    p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+    p.add_argument("--cache", type=path, default=None, metavar="DIR",
                    help="cache holding the KVM probe's verdict (default $HARNESS_CACHE or ~/.cache/harness)")
     p.set_defaults(func=main)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.commands import path
 from harness.record import results as results_file
 from harness.record.merge import Source, merge
 
@@ -14,8 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Join run folders into a new one. Refuses runs measured on a different "
                                    "machine, CPU, kernel, accelerators or tool versions (unless --force) and "
                                    "any cell present in two runs.")
-    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders made by harness run")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="the new run folder; never overwritten")
+    p.add_argument("runs", type=path, nargs="+", metavar="RUN", help="run folders made by harness run")
+    p.add_argument("--out", type=path, required=True, metavar="DIR", help="the new run folder; never overwritten")
     p.add_argument("--force", action="store_true", help="merge runs measured in different environments")
     p.set_defaults(func=main)
 

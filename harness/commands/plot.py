@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.analyse.metrics import METRICS, parse_list
+from harness.commands import path
 from harness.errors import UsageError
 from harness.record import results as results_file
 
@@ -15,8 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="One chart per metric: median bars with p25-p75 whiskers; log scale when "
                                    "the values span more than two orders of magnitude; emulated (TCG) and "
                                    "stand-in cells hatched and named in the legend.")
-    p.add_argument("run", type=Path, metavar="DIR", help="a run folder made by harness run")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="where to write (default DIR/plots)")
+    p.add_argument("run", type=path, metavar="DIR", help="a run folder made by harness run")
+    p.add_argument("--out", type=path, default=None, metavar="DIR", help="where to write (default DIR/plots)")
     p.add_argument("--metrics", default=None, metavar="LIST",
                    help=f"comma-separated, from {', '.join(m.name for m in METRICS)} (default size,boot,memory)")
     p.set_defaults(func=main)

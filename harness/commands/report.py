@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from harness.analyse.metrics import METRICS, parse_list
+from harness.commands import path
 from harness.errors import UsageError
 from harness.record import pytest_benchmark
 from harness.record import results as results_file
@@ -21,14 +22,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Print the table of a run folder (or its results.json) as markdown, "
                                    "a GitHub job summary, LaTeX (booktabs), CSV (one row per sample), "
                                    "JSON, HTML, or pytest-benchmark JSON.")
-    p.add_argument("run", type=Path, metavar="DIR", help="a run folder made by harness run")
+    p.add_argument("run", type=path, metavar="DIR", help="a run folder made by harness run")
     p.add_argument("--format", default="markdown", metavar="FORMAT",
                    help=f"one of {', '.join(FORMAT_CHOICES)} (default markdown)")
     p.add_argument("--metrics", default=None, metavar="LIST",
                    help=f"comma-separated, from {', '.join(m.name for m in METRICS)} (default size,boot,memory)")
     p.add_argument("--pivot", action="store_true",
                    help="one table per metric: workloads as rows, forms as columns")
-    p.add_argument("--output", type=Path, default=None, metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--output", type=path, default=None, metavar="FILE", help="write here instead of stdout")
     p.set_defaults(func=main)
 
 

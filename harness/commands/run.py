@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import tempfile
 from pathlib import Path
 
 from harness import forms as form_registry
 from harness import workloads
 from harness.build.cache import default_cache_dir
+from harness.commands import path
 from harness.errors import UsageError
 from harness.record import results as results_file
 from harness.render.table import render_markdown
 from harness.run import engine
 from harness.run import matrix as matrix_mod
+from harness.run.qemu import MIN_MEMORY_MIB
 from harness.run.runner import Interrupted, RunSettings, run
 from harness.units import parse_size
 
@@ -39,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=1, help="warm-up boots per cell, stored apart (default 1)")
     p.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
                    help="per-boot limit to readiness (default 180; TCG-emulated VMs are slow)")
-    p.add_argument("--out", type=Path, metavar="DIR",
+    p.add_argument("--out", type=path, metavar="DIR",
                    help="run folder (default results/<UTC timestamp>/); never overwritten")
     p.add_argument("--allow-stand-ins", action="store_true",
                    help="when the Alpine base cannot be had, build a marked Alpine-like stand-in "
@@ -51,9 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="QEMU accelerator: auto probes whether KVM really boots a guest, else TCG")
     p.add_argument("--lupine-kernel", choices=("specialised", "cloud"), default="specialised",
                    help="kernel of the lupine form: one built for the workload, or Debian's cloud kernel")
-    p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+    p.add_argument("--cache", type=path, default=None, metavar="DIR",
                    help="build cache (default $HARNESS_CACHE or ~/.cache/harness)")
-    p.add_argument("--builds", type=Path, default=None, metavar="DIR", help="workload definitions (default builds/)")
+    p.add_argument("--builds", type=path, default=None, metavar="DIR", help="workload definitions (default builds/)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="run only the K-th of N round-robin slices of the matrix (join them with harness merge)")
@@ -66,7 +70,7 @@ def validate(args: argparse.Namespace) -> RunSettings:
         raise UsageError(f"--reps must be at least 1 (got {args.reps})")
     if args.warmup < 0:
         raise UsageError(f"--warmup must be 0 or more (got {args.warmup})")
-    if args.timeout <= 0:
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds (got {args.timeout:g})")
     if args.builds is not None and not args.builds.is_dir():
         raise UsageError(f"--builds {args.builds} is not a folder")
@@ -82,15 +86,30 @@ def validate(args: argparse.Namespace) -> RunSettings:
     options: dict = {"accel": args.accel, "lupine_kernel": args.lupine_kernel}
     if args.memory is not None:
         options["memory"] = parse_size(args.memory, "--memory")
+        if options["memory"] < MIN_MEMORY_MIB * 1024**2:
+            raise UsageError(f"--memory {args.memory} is below what a guest can boot in; "
+                             f"give at least {MIN_MEMORY_MIB}Mi (e.g. --memory 64Mi)")
     if args.alpine_base:
         options["alpine_base"] = args.alpine_base
     if any(form_registry.get(c.form).family == "container" for c in cells) and not engine.reachable():
         raise UsageError(engine.engine_hint())
+    cache_dir = args.cache or default_cache_dir()
+    writable_cache(cache_dir)
     return RunSettings(
-        cells=cells, out_dir=args.out or Path("results"), cache_dir=args.cache or default_cache_dir(),
+        cells=cells, out_dir=args.out or Path("results"), cache_dir=cache_dir,
         reps=args.reps, warmup=args.warmup, timeout_s=args.timeout, allow_standins=args.allow_stand_ins,
         builds_dir=args.builds, options=options, matrix_spec=args.matrix, quiet=args.quiet,
     )
+
+
+def writable_cache(cache_dir: Path) -> None:
+    """The build cache must take files before anything is built into it."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=cache_dir).close()
+    except OSError as exc:
+        raise UsageError(f"cannot use {cache_dir} as the build cache ({exc.strerror}); pass --cache DIR "
+                         f"or set HARNESS_CACHE to a writable folder") from None
 
 
 def main(args: argparse.Namespace) -> int:

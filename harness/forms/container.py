@@ -205,7 +205,7 @@ class ContainerForm:
             deadline = t2 + ctx.timeout_s
             ready_at = self._wait_ready(workload, reader, host_port, deadline)
             if ready_at is None:
-                raise BootFailed(self._failure(container, reader, ctx))
+                raise BootFailed(self._failure(container, reader, ctx, t2))
             memory, mem_details = self._memory(container, workload, peak if peak_ok else None, reader)
             phases = {
                 "create_s": t1 - t0,
@@ -267,16 +267,23 @@ class ContainerForm:
                 details["peak_note"] = f"peak not readable at {peak.memory_dir}; peak unavailable"
         return {"working_set_bytes": ws_bytes, "peak_bytes": peak_bytes}, details
 
-    def _failure(self, container, reader: OutputReader, ctx: Context) -> str:
+    def _failure(self, container, reader: OutputReader, ctx: Context, started: float) -> str:
+        exited_with = None
         try:
             container.reload()
             state = container.attrs.get("State", {})
             if state.get("Status") == "exited":
-                return (f"exited with code {state.get('ExitCode')} before readiness: "
-                        f"{tail(reader.text(), 8) or '(no output)'}")
+                exited_with = state.get("ExitCode")
+                reader.done.wait(2.0)  # its last output may still be on its way to the reader
         except ENGINE_ERRORS:
             pass
-        return f"no readiness within {ctx.timeout_s:g} s: {tail(reader.text(), 8) or '(no output)'}"
+        if reader.ready_at is not None:  # it did get ready, only too late
+            return (f"readiness came {reader.ready_at - started:.3f} s after the start request, "
+                    f"beyond the {ctx.timeout_s:g} s limit (--timeout)")
+        output = tail(reader.text(), 8) or "(no output)"
+        if exited_with is not None:
+            return f"exited with code {exited_with} before readiness: {output}"
+        return f"no readiness within {ctx.timeout_s:g} s: {output}"
 
     @staticmethod
     def _remove(container) -> None:

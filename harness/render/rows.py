@@ -13,7 +13,13 @@ from typing import Any, Literal
 
 from harness.analyse.metrics import Metric
 from harness.analyse.stats import Summary
-from harness.render.table import footnotes, form_label, is_emulated, is_stand_in, measured_with
+from harness.render.table import (
+    footnotes,
+    form_label,
+    is_emulated,
+    is_stand_in,
+    measured_with,
+)
 from harness.render.units import MISSING, column_unit, fmt_scaled
 
 Align = Literal["left", "right"]

@@ -48,6 +48,7 @@ from harness.errors import BuildFailed, Unavailable, UsageError
 QEMU = "qemu-system-x86_64"
 ACCELERATORS = ("auto", "kvm", "tcg")
 MACHINES = ("pc", "microvm")
+MIN_MEMORY_MIB = 16
 # Bounds TCG's translation cache, which otherwise counts hundreds of MiB in QEMU's RSS.
 TCG_TB_SIZE_MIB = 64
 PROBE_TIMEOUT_S = 12.0
@@ -142,8 +143,9 @@ class GuestSpec:
     def validate(self) -> None:
         if self.machine not in MACHINES:
             raise UsageError(f"machine {self.machine!r} unknown; use one of {', '.join(MACHINES)}")
-        if self.memory_mib < 16:
-            raise UsageError(f"guest memory {self.memory_mib} MiB is too small")
+        if self.memory_mib < MIN_MEMORY_MIB:
+            raise UsageError(f"guest memory {self.memory_mib} MiB is too small; give at least "
+                             f"{MIN_MEMORY_MIB}Mi (e.g. --memory 64Mi)")
         if self.kernel is None and not self.drives:
             raise UsageError("a guest needs a kernel or a drive to boot from")
 

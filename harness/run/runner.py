@@ -27,7 +27,13 @@ from harness import workloads
 from harness.analyse.stats import spread_warning, summarize
 from harness.build import binary as binary_build
 from harness.build.cache import Cache
-from harness.errors import BootFailed, BuildFailed, HarnessError, Unavailable, UsageError
+from harness.errors import (
+    BootFailed,
+    BuildFailed,
+    HarnessError,
+    Unavailable,
+    UsageError,
+)
 from harness.forms.base import Context, Form, Progress
 from harness.record import environment
 from harness.record.results import Results, ResultsWriteError, utc_now
