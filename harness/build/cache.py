@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +55,8 @@ class Entry:
 @dataclass
 class Cache:
     root: Path
+    # Told when a lookup has to wait for another run that is building the same entry.
+    on_wait: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -69,7 +71,12 @@ class Cache:
         """An exclusive lock on one key, held while it is looked up and built."""
         lock_path = self.dir(kind) / f".{key}.lock"
         with open(lock_path, "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if self.on_wait is not None:
+                    self.on_wait(f"waiting for another run that is building {kind} {key} ...")
+                fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
             finally:

@@ -72,6 +72,21 @@ def stale(root: Path | None = None) -> list[tuple[Path, Owner]]:
     return found
 
 
+def others_running(own: Path) -> list[Owner]:
+    """Other runs measuring on this machine right now: their load disturbs this run's figures."""
+    found = []
+    for folder in sorted(own.parent.glob(f"{PREFIX}*")):
+        if folder == own:
+            continue
+        try:
+            owner = Owner(**json.loads((folder / OWNER).read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+        if owner.host == socket.gethostname() and owner.alive():
+            found.append(owner)
+    return found
+
+
 def _mark_interrupted(results: str | None, by_run: str) -> None:
     if not results:
         return

@@ -91,7 +91,7 @@ def run(settings: RunSettings, results_path: Path) -> Results:
     progress = Progress(quiet=settings.quiet)
     run_id = new_run_id()
     ctx = Context(
-        cache=Cache(settings.cache_dir), run_id=run_id, timeout_s=settings.timeout_s,
+        cache=Cache(settings.cache_dir, on_wait=progress), run_id=run_id, timeout_s=settings.timeout_s,
         allow_standins=settings.allow_standins, progress=progress, options=settings.options,
     )
     wants_engine = any(form_registry.get(c.form).family == "container" for c in settings.cells)
@@ -117,7 +117,16 @@ def run(settings: RunSettings, results_path: Path) -> Results:
             for index, cell in enumerate(settings.cells, 1):
                 progress(f"[{index}/{len(settings.cells)}] {cell}")
                 form = used.setdefault(cell.form, form_registry.get(cell.form))
+                others = leftovers.others_running(run_tmp)
+                if others:
+                    progress("warning: another harness run is measuring on this machine "
+                             f"({', '.join(f'run {o.run_id}, pid {o.pid}' for o in others)}); "
+                             "both runs' figures are disturbed")
                 record = measure_cell(cell, form, ctx, settings, binaries)
+                if others:
+                    record["warnings"].append(
+                        "measured while other harness runs were measuring on this machine: "
+                        + ", ".join(o.run_id for o in others) + " (figures disturbed)")
                 results.add(record)
                 progress(f"[{index}/{len(settings.cells)}] {cell}: {record['status']}"
                          + (f" ({record['reason'].splitlines()[0]})" if record["reason"] else ""))
