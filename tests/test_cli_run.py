@@ -26,6 +26,7 @@ def test_hello_scratch_results_contract(docker_client, tmp_path):
     proc = harness("run", "--matrix", "hello:scratch", "--reps", "5", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "results.json").read_text())
+    assert (out / "results.json").stat().st_mode & 0o044 == 0o044, "results are readable by others"
     assert data["schema_version"] == 2 and data["harness_version"]
     assert data["created"].endswith("Z") and data["finished"]
     env = data["environment"]

@@ -26,6 +26,7 @@ def test_pairs_and_forms_and_workloads():
     assert names(parse("http")) == [f"http:{f}" for f in ORDER]
     assert names(parse("unikernel")) == ["hello:lupine", "hello:unikraft", "http:lupine", "http:unikraft"]
     assert names(parse("http:container hello:vm")) == ["http:alpine", "http:scratch", "hello:vm"]
+    assert names(parse("hello:all")) == [f"hello:{f}" for f in ORDER]
 
 
 def test_duplicates_collapse():

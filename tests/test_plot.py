@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,15 @@ def test_missing_run_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "harness", "plot", str(tmp_path / "none")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+
+
+def test_run_with_nothing_measured_is_one_line_and_writes_no_chart(tmp_path: Path) -> None:
+    data = json.loads(FIXTURE.read_text())
+    for cell in data["cells"]:
+        cell.update(status="unavailable", samples=[], size={})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(data))
+    proc = subprocess.run([sys.executable, "-m", "harness", "plot", str(run)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nothing to plot" in proc.stderr
+    assert not (run / "plots").exists()

@@ -169,3 +169,11 @@ def test_tiny_timeout_says_readiness_came_too_late(tmp_path: Path, leak_check: L
     assert cell["status"] == "failed"
     assert ("beyond the 1e-09 s limit (--timeout)" in cell["reason"]
             or cell["reason"].startswith("no readiness within 1e-09 s")), cell["reason"]
+
+
+def test_empty_builds_folder_says_what_a_workload_is(tmp_path: Path, leak_check: LeakCheck) -> None:
+    empty = tmp_path / "builds"
+    empty.mkdir()
+    proc = harness(["run", "--matrix", "all", "--builds", str(empty), "--out", str(tmp_path / "out")],
+                   leak_check, timeout=60)
+    assert_usage_error(proc, f"no workloads in {empty}", "workload.toml")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from harness.analyse.metrics import METRICS, parse_list
+from harness.analyse.metrics import DEFAULT, METRICS, parse_list
 from harness.commands import path
 from harness.errors import UsageError
 from harness.record import results as results_file
@@ -19,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=path, metavar="DIR", help="a run folder made by harness run")
     p.add_argument("--out", type=path, default=None, metavar="DIR", help="where to write (default DIR/plots)")
     p.add_argument("--metrics", default=None, metavar="LIST",
-                   help=f"comma-separated, from {', '.join(m.name for m in METRICS)} (default size,boot,memory)")
+                   help=f"comma-separated, from {', '.join(m.name for m in METRICS)} (default {','.join(DEFAULT)})")
     p.set_defaults(func=main)
 
 
@@ -29,8 +30,17 @@ def plot(run: Path, out: Path | None = None, metrics: str | None = None) -> list
     path = results_file.resolve(run)
     results = results_file.load(path)
     target = out or path.parent / "plots"
+    asked = parse_list(metrics)
+    # A chart of nothing is no chart: only metrics some cell measured are drawn.
+    drawn = [m for m in asked if any(m.summary(c) is not None for c in results["cells"])]
+    if not drawn:
+        raise UsageError(f"nothing to plot in {path}: no cell measured {', '.join(m.name for m in asked)} "
+                         f"(every cell unavailable or failed?)")
+    for m in asked:
+        if m not in drawn:
+            print(f"plot: no cell measured {m.name}; no {m.name} chart", file=sys.stderr)
     try:
-        return write_plots(results, parse_list(metrics), target)
+        return write_plots(results, drawn, target)
     except OSError as exc:
         raise UsageError(f"cannot write plots to {target} ({exc.strerror}); pass a writable --out") from None
 

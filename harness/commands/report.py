@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from harness.analyse.metrics import METRICS, parse_list
+from harness.analyse.metrics import DEFAULT, METRICS, parse_list
 from harness.commands import path
 from harness.errors import UsageError
 from harness.record import pytest_benchmark
@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="markdown", metavar="FORMAT",
                    help=f"one of {', '.join(FORMAT_CHOICES)} (default markdown)")
     p.add_argument("--metrics", default=None, metavar="LIST",
-                   help=f"comma-separated, from {', '.join(m.name for m in METRICS)} (default size,boot,memory)")
+                   help=f"comma-separated, from {', '.join(m.name for m in METRICS)} (default {','.join(DEFAULT)})")
     p.add_argument("--pivot", action="store_true",
                    help="one table per metric: workloads as rows, forms as columns")
     p.add_argument("--output", type=path, default=None, metavar="FILE", help="write here instead of stdout")

@@ -74,6 +74,10 @@ def validate(args: argparse.Namespace) -> RunSettings:
         raise UsageError(f"--timeout must be a positive number of seconds (got {args.timeout:g})")
     if args.builds is not None and not args.builds.is_dir():
         raise UsageError(f"--builds {args.builds} is not a folder")
+    if not workloads.available(args.builds):
+        where = args.builds or workloads.default_builds_dir()
+        raise UsageError(f"no workloads in {where}: each is a folder holding a workload.toml "
+                         f"(see builds/hello/ for one)")
     cells = matrix_mod.parse(args.matrix, args.builds)
     if not cells:
         raise UsageError(f"--matrix {args.matrix!r} selects nothing; try --matrix all")

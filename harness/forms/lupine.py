@@ -141,7 +141,7 @@ class LupineForm:
 
     def _spec(self, built: Built, workload: Workload, ctx: Context,
               forward: qemu.Forward | None) -> qemu.GuestSpec:
-        accel = qemu.probe_accelerator(ctx.cache, str(ctx.options.get("accel", "auto")))
+        accel = qemu.probe_accelerator(ctx.cache, str(ctx.options.get("accel", "auto")), progress=ctx.progress)
         memory = int(ctx.options.get("memory") or DEFAULT_MEMORY_BYTES[built.kernel.kind])
         machine = str(ctx.options.get("lupine_machine", DEFAULT_MACHINE))
         # microvm describes virtio-mmio devices either in ACPI tables or on the

@@ -188,7 +188,7 @@ class VmForm:
             path = entry.path
             hit = entry.hit
         info = json.loads((path / "image.json").read_text())
-        accel = qemu.probe_accelerator(ctx.cache, ctx.options.get("accel", "auto"))
+        accel = qemu.probe_accelerator(ctx.cache, ctx.options.get("accel", "auto"), progress=ctx.progress)
         image = VmImage(disk=path / "disk.raw", kernel=path / "vmlinuz", initrd=path / "initrd.img")
         spec = self._spec(image, workload, ctx, accel, host_port=0 if network else None)
         details = {
@@ -297,7 +297,7 @@ class VmForm:
 
     def boot(self, artifact: Artifact, workload: Workload, ctx: Context) -> Sample:
         image: VmImage = artifact.handle
-        accel = qemu.probe_accelerator(ctx.cache, ctx.options.get("accel", "auto"))
+        accel = qemu.probe_accelerator(ctx.cache, ctx.options.get("accel", "auto"), progress=ctx.progress)
         host_port = free_port() if workload.port is not None else None
         spec = self._spec(image, workload, ctx, accel, host_port)
         what = f"{'emulated (TCG)' if accel.emulated else 'KVM'} boot"

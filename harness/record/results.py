@@ -26,6 +26,15 @@ from harness import __version__
 from harness.errors import HarnessError, UsageError
 
 SCHEMA_VERSION = 2
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
 FILENAME = "results.json"
 STATUSES = ("ok", "failed", "unavailable")
 
@@ -74,6 +83,7 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes it private; results are for reading
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2, sort_keys=False)
             fh.write("\n")

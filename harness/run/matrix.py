@@ -4,7 +4,7 @@ SPEC is one or more items separated by spaces or ';':
   all                        every workload in every form
   scratch,alpine             those forms (or groups: container, unikernel) for every workload
   hello,http                 those workloads in every form
-  hello:scratch,alpine       workloads before the colon, forms after it
+  hello:scratch,alpine       workloads before the colon, forms after it (hello:all: every form)
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ class Cell:
 
 
 def _expand_forms(name: str) -> tuple[str, ...] | None:
+    if name == "all":
+        return forms.ORDER
     if name in forms.GROUPS:
         return forms.GROUPS[name]
     if name in forms.ORDER:

@@ -619,7 +619,8 @@ class _NotCacheable(Exception):
         self.verdict = verdict
 
 
-def probe_accelerator(cache: Cache, requested: str = "auto", timeout_s: float = PROBE_TIMEOUT_S) -> Accelerator:
+def probe_accelerator(cache: Cache, requested: str = "auto", timeout_s: float = PROBE_TIMEOUT_S,
+                      progress: Callable[[str], None] | None = None) -> Accelerator:
     """The accelerator to use: KVM only if a probe guest really boots under it, else TCG.
 
     requested is the user's "auto", "kvm" or "tcg". "kvm" that does not boot
@@ -631,13 +632,13 @@ def probe_accelerator(cache: Cache, requested: str = "auto", timeout_s: float = 
         raise UsageError(f"accelerator {requested!r} unknown; use one of {', '.join(ACCELERATORS)}")
     if requested == "tcg":
         return tcg("requested by the user (accel=tcg)")
-    verdict = _kvm_verdict(cache, timeout_s)
+    verdict = _kvm_verdict(cache, timeout_s, progress)
     if verdict.name != "kvm" and requested == "kvm":
         raise Unavailable(f"accel=kvm requested but KVM cannot boot a guest here: {verdict.reason}")
     return verdict
 
 
-def _kvm_verdict(cache: Cache, timeout_s: float) -> Accelerator:
+def _kvm_verdict(cache: Cache, timeout_s: float, progress: Callable[[str], None] | None = None) -> Accelerator:
     if not os.path.exists("/dev/kvm"):
         return tcg("no /dev/kvm on this host")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
@@ -650,6 +651,9 @@ def _kvm_verdict(cache: Cache, timeout_s: float) -> Accelerator:
                 return Accelerator(data["name"], data["reason"], tb_size_mib=data.get("tb_size_mib"),
                                    probed=True, cached=True)
             assert entry.work is not None
+            if progress is not None:
+                progress(f"probing whether KVM really boots a guest (once per machine; up to "
+                         f"{timeout_s:.0f} s, else TCG)")
             verdict = _probe_kvm(cache, timeout_s)
             (entry.work / "verdict.json").write_text(json.dumps({
                 "name": verdict.name, "reason": verdict.reason, "tb_size_mib": verdict.tb_size_mib,

@@ -221,8 +221,9 @@ def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
         record["size"] = artifact.size
         record["details"] = _jsonable(artifact.details)
         for i in range(settings.warmup):
-            ctx.progress(f"  {cell} warm-up {i + 1}/{settings.warmup}")
-            record["warmup"].append(form.boot(artifact, workload, ctx).to_json())
+            sample = form.boot(artifact, workload, ctx)
+            record["warmup"].append(sample.to_json())
+            ctx.progress(f"  {cell} warm-up {i + 1}/{settings.warmup} (not counted): boot {sample.boot_s:.4f} s")
         for i in range(settings.reps):
             sample = form.boot(artifact, workload, ctx)
             record["samples"].append(sample.to_json())
