@@ -53,9 +53,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import harness, docker, psutil, tabulate, elftools, qemu.qmp, pytest_benchmark" 2>/dev/null \
     || [ pyproject.toml -nt .venv/.installed ]; then
-    log "installing the Python environment"
-    .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -e '.[test]'
+    log "installing the Python environment (log: /var/log/harness-setup-pip.log)"
+    { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[test]'; } \
+        >/var/log/harness-setup-pip.log 2>&1 \
+        || { tail -20 /var/log/harness-setup-pip.log >&2; exit 1; }
     touch .venv/.installed
 fi
 
