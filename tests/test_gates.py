@@ -112,3 +112,23 @@ def test_cli_unreadable_baseline_is_one_line(tmp_path: Path, kind: str) -> None:
     proc = _cli(str(FIXTURE), "--baseline", str(target))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "Traceback" not in proc.stderr and str(target) in proc.stderr
+
+
+def test_cli_marks_stand_in_and_emulated_cells(tmp_path: Path) -> None:
+    baseline = _baseline(tmp_path, """
+[[check]]
+workload = "hello"
+form = "alpine"
+metric = "boot_s"
+max = 10
+
+[[check]]
+workload = "hello"
+form = "debian-vm"
+metric = "boot_s"
+max = 100
+""")
+    proc = _cli(str(FIXTURE), "--baseline", str(baseline))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| alpine*" in proc.stdout and "| debian-vm†" in proc.stdout
+    assert "* measured on the Alpine-like stand-in base" in proc.stdout and "† emulated under QEMU TCG" in proc.stdout

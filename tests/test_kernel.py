@@ -87,7 +87,7 @@ def test_second_build_is_a_cache_hit_without_make(built: kernel.Kernel, monkeypa
     def no_make(*args, **kwargs):
         raise AssertionError("make was run for an unchanged configuration")
 
-    monkeypatch.setattr(kernel, "_make_with_progress", no_make)
+    monkeypatch.setattr(kernel.steps, "run", no_make)  # every build step (make, tar) goes through it
     monkeypatch.setattr(kernel, "_run", no_make)
     monkeypatch.setattr(kernel, "_extract_source", no_make)
     messages: list[str] = []

@@ -49,6 +49,7 @@ QEMU = "qemu-system-x86_64"
 ACCELERATORS = ("auto", "kvm", "tcg")
 MACHINES = ("pc", "microvm")
 MIN_MEMORY_MIB = 16
+UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, the last one a NUL
 # Bounds TCG's translation cache, which otherwise counts hundreds of MiB in QEMU's RSS.
 TCG_TB_SIZE_MIB = 64
 PROBE_TIMEOUT_S = 12.0
@@ -304,6 +305,9 @@ class QemuProcess:
         if shutil.which(QEMU) is None:
             raise Unavailable(f"{QEMU} not found: apt-get install qemu-system-x86")
         self.tmp = Path(tempfile.mkdtemp(prefix="harness-qemu-"))
+        if len(str(self.qmp_socket)) > UNIX_PATH_MAX:  # a long TMPDIR: the socket could not be bound
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix="harness-qemu-", dir="/tmp"))
         try:
             self.argv = build_argv(self.spec, self.qmp_socket)
             with _LIVE_LOCK:
