@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-from harness.run import engine
+from harness.run import cgroup, engine
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -75,6 +75,9 @@ def collect(include_engine: bool = True) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "memory_bytes": psutil.virtual_memory().total,
         "kvm_device": os.path.exists("/dev/kvm"),
+        # Container memory is read from cgroups: their version and the engine's driver shape it.
+        "cgroup_version": 1 if cgroup.is_v1() else 2,
+        "docker_cgroup_driver": engine.cgroup_driver() if include_engine and engine.reachable() else None,
         "tools": tool_versions(include_engine),
         "git": git_state(),
     }
