@@ -65,6 +65,8 @@ def metric_text(cell: dict[str, Any] | None, s: Summary | None, metric: Metric, 
     text = fmt_scaled(s.median, scale, unit)
     if metric.repeated and with_iqr:
         text += f" [{fmt_scaled(s.p25, scale, unit)} – {fmt_scaled(s.p75, scale, unit)}]"
+    if metric.name == "build" and cell is not None and (cell.get("details") or {}).get("cached"):
+        text += " (cached)"  # a cache hit took no build: not comparable with a real one
     return text
 
 

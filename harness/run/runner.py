@@ -220,6 +220,7 @@ def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
         record["build_s"] = time.monotonic() - t
         record["size"] = artifact.size
         record["details"] = _jsonable(artifact.details)
+        record["details"].setdefault("cached", artifact.cached)  # every form says whether it built
         for i in range(settings.warmup):
             sample = form.boot(artifact, workload, ctx)
             record["warmup"].append(sample.to_json())
