@@ -9,6 +9,7 @@ user with every capability dropped, and published ports bind 127.0.0.1 only.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -181,5 +182,41 @@ def test_sigkill_mid_guest_boot_takes_qemu_with_it(leak_check: LeakCheck, tmp_pa
     # Its temp folder is the next run's to remove; do that here, as a next run would.
     from harness.run import leftovers
 
-    for folder, _owner in leftovers.stale(leak_check.tmpdir):
-        leftovers.release(folder)
+    for owner in leftovers.owners():
+        if not owner.alive() and leak_check.tmpdir is not None and str(leak_check.tmpdir) in owner.temp:
+            leftovers.release(owner.run_id, Path(owner.temp))
+
+
+@pytest.mark.parametrize("forget", ["temp folder", "registration"])
+def test_sigkill_leftovers_are_found_even_when_their_records_are_gone(tmp_path: Path, leak_check: LeakCheck,
+                                                                    forget: str) -> None:
+    """A tmp cleaner (or a reboot's empty /run) took the run's records: labels and cgroup names still tell."""
+    from harness.run import cgroup, leftovers
+
+    builds = tmp_path / "builds"
+    write_workload(builds, "quick", HELLO_C)
+    write_workload(builds, "slow", SLOW_C)
+    run = Spawned(["run", "--matrix", "slow:scratch", "--reps", "1", "--warmup", "0", "--timeout", "120",
+                   "--builds", str(builds), "--out", str(tmp_path / "killed")], leak_check)
+    try:
+        run.wait_for("[1/1] slow:scratch")
+        run_id = json.loads((tmp_path / "killed" / "results.json").read_text())["settings"]["run_id"]
+        leak_check.watch_run(run_id)
+        _booting_container(run_id)
+        run.proc.kill()
+        run.proc.wait(10)
+    finally:
+        run.kill()
+    [owner] = [o for o in leftovers.owners() if o.run_id == run_id]
+    if forget == "temp folder":
+        shutil.rmtree(owner.temp)
+    else:
+        leftovers.release(run_id, Path(owner.temp))
+    assert run_id in cgroup.run_ids(), "the killed sample's parent cgroup is still there"
+    after = Spawned(["run", "--matrix", "quick:scratch", "--reps", "1", "--warmup", "0",
+                     "--builds", str(builds), "--out", str(tmp_path / "next")], leak_check)
+    assert after.finish(timeout=120) == 0, after.stderr[-3000:]
+    assert f"run {run_id}" in after.stderr
+    assert not docker.from_env().containers.list(all=True, filters={"label": f"{LABEL}={run_id}"})
+    assert run_id not in cgroup.run_ids()
+    assert not [o for o in leftovers.owners() if o.run_id == run_id]

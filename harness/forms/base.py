@@ -9,10 +9,13 @@ is missing raises Unavailable with the reason and the run goes on.
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
+
+import psutil
 
 from harness.build.binary import Binary
 from harness.build.cache import Cache
@@ -101,8 +104,13 @@ class Context:
 
     @property
     def label(self) -> dict[str, str]:
-        """Labels put on every container and image the run creates, for cleanup."""
-        return {"harness.run": self.run_id}
+        """Labels on every container the run creates: which run, whose process, on which host.
+
+        A later run removes the container when that process is gone (it was killed).
+        """
+        me = psutil.Process()
+        return {"harness.run": self.run_id, "harness.host": socket.gethostname(),
+                "harness.pid": str(me.pid), "harness.started": repr(me.create_time())}
 
 
 class Form(Protocol):

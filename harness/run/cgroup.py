@@ -105,3 +105,14 @@ def _remove_matching(pattern: str, driver: str, root: Path) -> None:
                     os.rmdir(path)
             except OSError:
                 pass
+
+
+def run_ids(root: Path = ROOT) -> set[str]:
+    """Run ids of the parent cgroups present (cgroupfs layout), for finding a killed run's."""
+    base = root / "memory" if is_v1(root) else root
+    found = set()
+    for path in base.glob("harness_*_*"):
+        parts = path.name.removesuffix(".slice").split("_")
+        if len(parts) == 3 and path.is_dir():
+            found.add(parts[1])
+    return found

@@ -15,6 +15,7 @@ from docker.errors import DockerException
 from harness.errors import Unavailable
 
 LABEL = "harness.run"
+HOST_LABEL = "harness.host"
 
 
 def engine_hint() -> str:
@@ -58,3 +59,24 @@ def cgroup_driver() -> str:
     except (Unavailable, DockerException, OSError):
         return "cgroupfs"
     return driver if driver in ("cgroupfs", "systemd") else "cgroupfs"
+
+
+def labelled_runs(host: str) -> list[tuple[str, int | None, float | None]]:
+    """(run id, owner pid, owner start time) of the containers this host's runs made."""
+    if not reachable():
+        return []
+    try:
+        containers = client().containers.list(all=True, filters={"label": LABEL})
+    except (DockerException, OSError):
+        return []
+    found = []
+    for c in containers:
+        labels = c.labels or {}
+        if not labels.get(LABEL) or labels.get(HOST_LABEL, host) != host:
+            continue
+        try:
+            pid, started = int(labels["harness.pid"]), float(labels["harness.started"])
+        except (KeyError, ValueError):
+            pid, started = None, None  # made before runs labelled their owner
+        found.append((labels[LABEL], pid, started))
+    return found

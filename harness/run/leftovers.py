@@ -3,16 +3,21 @@
 A run that gets SIGINT, SIGTERM or SIGHUP cleans up after itself. One killed
 with SIGKILL (or a machine that loses power) cannot: its QEMU children die
 with it (parent-death signal), but its containers, parent cgroups, temp
-folders and half-built cache entries stay. So every run keeps its temporary
-files in one folder, <tmp>/harness-run-<run id>/, with owner.json naming the
-process that owns it; the next run removes whatever belongs to a run whose
-owner is gone, through the same cleanup each form does at the end of a run,
-and marks that run's results file as interrupted.
+folders and half-built cache entries stay. So every run registers itself in
+one place per machine (/run/harness/<run id>.json: its process, start time,
+temp folder and results file) and keeps its temporary files in one folder of
+its own; its containers carry the same facts as labels. The next run removes
+whatever belongs to a run whose process is gone, through the same cleanup
+each form does at the end of a run, and marks that run's results file as
+interrupted. /run is emptied at boot, so after a power loss every
+registration is gone and every labelled container or harness cgroup is an
+orphan.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import tempfile
 from collections.abc import Callable
@@ -23,9 +28,21 @@ import psutil
 
 from harness.build.cache import Cache, remove_tree
 from harness.record.results import ResultsWriteError, write_atomic
+from harness.run import cgroup, engine
 
-PREFIX = "harness-run-"
-OWNER = "owner.json"
+TEMP_PREFIX = "harness-run-"
+
+
+def registry() -> Path:
+    """Where this machine's runs register: /run/harness (root), else a folder in the temp dir."""
+    for candidate in (Path("/run/harness"), Path(tempfile.gettempdir()) / "harness-registry"):
+        try:
+            candidate.mkdir(mode=0o755, exist_ok=True)
+            if os.access(candidate, os.W_OK):
+                return candidate
+        except OSError:
+            continue
+    raise OSError("no writable place to register the run (/run/harness or the temp folder)")
 
 
 @dataclass(frozen=True)
@@ -34,57 +51,58 @@ class Owner:
     pid: int
     started: float  # the process's start time, so a reused PID is not taken for the owner
     host: str
+    temp: str
     results: str | None = None
 
     def alive(self) -> bool:
-        if self.host != socket.gethostname():
-            return True  # another machine's run (a shared /tmp): not ours to judge
-        try:
-            return abs(psutil.Process(self.pid).create_time() - self.started) < 1.0
-        except psutil.Error:
-            return False
+        return process_alive(self.pid, self.started)
+
+
+def process_alive(pid: int, started: float) -> bool:
+    try:
+        return abs(psutil.Process(pid).create_time() - started) < 1.0
+    except psutil.Error:
+        return False
+
+
+def me() -> tuple[int, float]:
+    proc = psutil.Process()
+    return proc.pid, proc.create_time()
 
 
 def claim(run_id: str, results: Path | None = None) -> Path:
-    """Make this run's temp folder and say who owns it."""
-    folder = Path(tempfile.gettempdir()) / f"{PREFIX}{run_id}"
+    """Register this run and make its temp folder; returns the folder."""
+    folder = Path(tempfile.gettempdir()) / f"{TEMP_PREFIX}{run_id}"
     folder.mkdir(mode=0o700)
-    me = psutil.Process()
-    owner = Owner(run_id, me.pid, me.create_time(), socket.gethostname(), str(results) if results else None)
-    (folder / OWNER).write_text(json.dumps(asdict(owner)))
+    pid, started = me()
+    owner = Owner(run_id, pid, started, socket.gethostname(), str(folder), str(results) if results else None)
+    (registry() / f"{run_id}.json").write_text(json.dumps(asdict(owner)))
     return folder
 
 
-def release(folder: Path) -> None:
-    remove_tree(folder)
+def release(run_id: str, folder: Path | None) -> None:
+    """Remove a run's temp folder and its registration."""
+    if folder is not None:
+        remove_tree(folder)
+    try:
+        (registry() / f"{run_id}.json").unlink()
+    except OSError:
+        pass
 
 
-def stale(root: Path | None = None) -> list[tuple[Path, Owner]]:
-    """Temp folders of runs whose owner process is gone."""
+def owners() -> list[Owner]:
     found = []
-    for folder in sorted(Path(root or tempfile.gettempdir()).glob(f"{PREFIX}*")):
+    for entry in sorted(registry().glob("*.json")):
         try:
-            owner = Owner(**json.loads((folder / OWNER).read_text()))
+            found.append(Owner(**json.loads(entry.read_text())))
         except (OSError, ValueError, TypeError):
-            continue  # being made right now, or not ours
-        if not owner.alive():
-            found.append((folder, owner))
+            continue  # being written right now, or not ours
     return found
 
 
-def others_running(own: Path) -> list[Owner]:
+def others_running(run_id: str) -> list[Owner]:
     """Other runs measuring on this machine right now: their load disturbs this run's figures."""
-    found = []
-    for folder in sorted(own.parent.glob(f"{PREFIX}*")):
-        if folder == own:
-            continue
-        try:
-            owner = Owner(**json.loads((folder / OWNER).read_text()))
-        except (OSError, ValueError, TypeError):
-            continue
-        if owner.host == socket.gethostname() and owner.alive():
-            found.append(owner)
-    return found
+    return [o for o in owners() if o.run_id != run_id and o.alive()]
 
 
 def _mark_interrupted(results: str | None, by_run: str) -> None:
@@ -104,17 +122,34 @@ def _mark_interrupted(results: str | None, by_run: str) -> None:
             pass
 
 
-def sweep(cache: Cache, own: Path, cleanup: Callable[[str], None],
+def _orphans(live: set[str]) -> set[str]:
+    """Run ids on this host's containers and cgroups whose run is not alive."""
+    host = socket.gethostname()
+    found = {rid for rid in cgroup.run_ids() if rid not in live}
+    for rid, pid, started in engine.labelled_runs(host):
+        alive = process_alive(pid, started) if pid is not None and started is not None else rid in live
+        if not alive and rid not in live:
+            found.add(rid)
+    return found
+
+
+def sweep(cache: Cache, run_id: str, cleanup: Callable[[str], None],
           progress: Callable[[str], None]) -> list[str]:
-    """Remove what killed runs left beside this run's folder `own`; cleanup(run_id) does the forms'
-    own cleanup. Returns what was removed."""
-    run_id = own.name.removeprefix(PREFIX)
+    """Remove what killed runs left; cleanup(run_id) does the forms' own cleanup. Returns what was removed."""
     removed = []
-    for folder, owner in stale(own.parent):
+    everyone = owners()
+    dead = [o for o in everyone if o.run_id != run_id and not o.alive()]
+    if dead:
+        progress(f"removing what {len(dead)} killed run(s) left ...")
+    for owner in dead:
         cleanup(owner.run_id)
         _mark_interrupted(owner.results, run_id)
-        release(folder)
+        release(owner.run_id, Path(owner.temp))
         removed.append(f"run {owner.run_id} (pid {owner.pid})")
+    live = {o.run_id for o in everyone if o.run_id == run_id or o.alive()}
+    for orphan in sorted(_orphans(live) - {o.run_id for o in dead}):
+        cleanup(orphan)
+        removed.append(f"run {orphan} (no registration left)")
     works = cache.sweep_stale_work()
     if works:
         removed.append(f"{len(works)} half-built cache entr{'y' if len(works) == 1 else 'ies'}")

@@ -20,7 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import psutil
 
 from harness import forms as form_registry
 from harness import workloads
@@ -113,20 +115,16 @@ def run(settings: RunSettings, results_path: Path) -> Results:
     saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(run_tmp)  # every temp folder of the run in one
     try:
         with _signals_raise(progress):
-            leftovers.sweep(ctx.cache, run_tmp, lambda stale_id: _cleanup_run(stale_id, ctx), progress)
+            leftovers.sweep(ctx.cache, run_id, lambda stale_id: _cleanup_run(stale_id, ctx), progress)
             for index, cell in enumerate(settings.cells, 1):
                 progress(f"[{index}/{len(settings.cells)}] {cell}")
                 form = used.setdefault(cell.form, form_registry.get(cell.form))
-                others = leftovers.others_running(run_tmp)
-                if others:
-                    progress("warning: another harness run is measuring on this machine "
-                             f"({', '.join(f'run {o.run_id}, pid {o.pid}' for o in others)}); "
-                             "both runs' figures are disturbed")
+                before = Disturbance.look(run_id)
+                for line in before.warnings():
+                    progress(f"warning: {line}")
                 record = measure_cell(cell, form, ctx, settings, binaries)
-                if others:
-                    record["warnings"].append(
-                        "measured while other harness runs were measuring on this machine: "
-                        + ", ".join(o.run_id for o in others) + " (figures disturbed)")
+                record["details"]["host_cpu_busy_before_percent"] = before.busy_percent
+                record["warnings"] += before.joined(Disturbance.look(run_id, busy=False)).warnings()
                 results.add(record)
                 progress(f"[{index}/{len(settings.cells)}] {cell}: {record['status']}"
                          + (f" ({record['reason'].splitlines()[0]})" if record["reason"] else ""))
@@ -144,7 +142,7 @@ def run(settings: RunSettings, results_path: Path) -> Results:
     finally:
         _cleanup(used, ctx)
         tempfile.tempdir = saved_tempdir
-        leftovers.release(run_tmp)
+        leftovers.release(run_id, run_tmp)
         results.finished = utc_now()
         results.environment["accelerators"] = sorted(
             {c["details"]["accelerator"] for c in results.cells if c.get("details", {}).get("accelerator")})
@@ -164,6 +162,38 @@ def _cleanup(used: dict[str, Form], ctx: Context) -> None:
                 form.cleanup(ctx)
             except Exception as exc:  # cleanup must not hide the run's outcome
                 ctx.progress(f"cleanup of {form.name} failed: {exc}")
+
+
+@dataclass
+class Disturbance:
+    """What else loads the machine around a cell: other harness runs, busy CPUs.
+
+    Looked at just before a cell (when this run is idle) and just after it, so
+    a run that started or ended during the cell is caught either way.
+    """
+
+    others: set[str]
+    busy_percent: float | None = None
+
+    BUSY_WARN_PERCENT: ClassVar[float] = 20.0
+
+    @classmethod
+    def look(cls, run_id: str, busy: bool = True) -> Disturbance:
+        others = {o.run_id for o in leftovers.others_running(run_id)}
+        return cls(others, psutil.cpu_percent(interval=0.5) if busy else None)
+
+    def joined(self, later: Disturbance) -> Disturbance:
+        return Disturbance(self.others | later.others, self.busy_percent)
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.others:
+            out.append("measured while other harness runs were measuring on this machine "
+                       f"({', '.join(sorted(self.others))}): figures disturbed")
+        if self.busy_percent is not None and self.busy_percent > self.BUSY_WARN_PERCENT:
+            out.append(f"the machine's CPUs were {self.busy_percent:.0f}% busy just before this cell, "
+                       f"with this run idle: other work may have disturbed its figures")
+        return out
 
 
 def _cleanup_run(run_id: str, ctx: Context) -> None:
