@@ -122,3 +122,20 @@ def test_merge_refuses_other_settings_unless_forced() -> None:
         merge([Source(Path("a"), a), Source(Path("b"), b)])
     forced = merge([Source(Path("a"), a), Source(Path("b"), b)], force=True)
     assert [m["settings"]["reps"] for m in forced["settings"]["merged_from"]] == [3, 1]
+
+
+def test_a_forced_merge_says_so_in_every_report() -> None:
+    from harness.render import formats
+
+    a = _doc([("hello", "scratch")])
+    b = _doc([("hello", "alpine")], cpu_model="Intel Xeon")
+    a["settings"].update(reps=5, warmup=1, matrix="hello:scratch")
+    b["settings"].update(reps=3, warmup=0, matrix="hello:alpine")
+    for doc in (a, b):
+        for cell in doc["cells"]:
+            cell.update(reason=None, size={}, details={}, summary={}, warmup=[], warnings=[])
+    merged = merge([Source(Path("a"), a), Source(Path("b"), b)], force=True)
+    github = formats.render(merged, "github", formats.Options(metrics=()))
+    assert "5 / 3 (differ) reps after 1 / 0 (differ) warm-up" in github
+    assert "merged with --force from runs measured differently" in github
+    assert "cpu_model: AMD EPYC vs Intel Xeon" in github and "reps: 5 vs 3" in github

@@ -71,15 +71,18 @@ def merge(sources: list[Source], force: bool = False) -> dict[str, Any]:
     if len(sources) < 2:
         raise UsageError("merge needs at least two runs; e.g. harness merge results/a results/b --out results/all")
     first = sources[0]
+    forced: list[str] = []  # what --force let through, said in every report of the merged run
     for s in sources[1:]:
         diffs = environment_differences(first.data, s.data)
         if diffs and not force:
             raise UsageError(f"{s.path} was measured elsewhere than {first.path} ({'; '.join(diffs[:3])}); "
                              f"merge only alike runs, or pass --force")
+        forced += [f"{s.path} vs {first.path}: {d}" for d in diffs]
         diffs = settings_differences(first.data, s.data)
         if diffs and not force:
             raise UsageError(f"{s.path} was measured with other settings than {first.path} "
                              f"({'; '.join(diffs[:3])}); merge only alike runs, or pass --force")
+        forced += [f"{s.path} vs {first.path}: {d}" for d in diffs]
     seen: dict[str, Path] = {}
     cells: list[dict[str, Any]] = []
     for s in sources:
@@ -102,6 +105,7 @@ def merge(sources: list[Source], force: bool = False) -> dict[str, Any]:
                                 "environment": s.data.get("environment")} for s in sources]
     if force:
         settings["merged_with_force"] = True
+        settings["merge_differences"] = forced
     return {
         "schema_version": SCHEMA_VERSION, "harness_version": __version__,
         "created": min(str(s.data.get("created")) for s in sources), "finished": utc_now(),

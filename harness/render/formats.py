@@ -66,6 +66,14 @@ def environment_line(results: dict[str, Any]) -> str:
     return "; ".join(bits)
 
 
+def _merged_values(settings: dict[str, Any], key: str) -> str:
+    """A setting of the run, or of each merged run when they differ ("5 / 3 (differ)")."""
+    values = [str((m.get("settings") or {}).get(key)) for m in settings.get("merged_from") or [] if m.get("settings")]
+    if len(set(values)) > 1:
+        return " / ".join(values) + " (differ)"
+    return str(settings.get(key, MISSING))
+
+
 def render_github(results: dict[str, Any], opts: Options = Options()) -> str:
     """A job summary: heading, counts, the tables, then where it ran."""
     cells = results["cells"]
@@ -74,8 +82,10 @@ def render_github(results: dict[str, Any], opts: Options = Options()) -> str:
             f"{counts['unavailable']} unavailable"
             + (" — **interrupted**" if results.get("interrupted") else "") + "\n\n")
     settings = results.get("settings") or {}
-    meta = (f"matrix `{settings.get('matrix', MISSING)}`, {settings.get('reps', MISSING)} reps after "
-            f"{settings.get('warmup', MISSING)} warm-up; {environment_line(results)}\n\n")
+    reps = _merged_values(settings, "reps")
+    warmup = _merged_values(settings, "warmup")
+    meta = (f"matrix `{settings.get('matrix', MISSING)}`, {reps} reps after "
+            f"{warmup} warm-up; {environment_line(results)}\n\n")
     return head + meta + render_markdown(results, opts)
 
 

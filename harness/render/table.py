@@ -110,6 +110,13 @@ def footnotes(results: dict[str, Any]) -> list[str]:
     interrupted = interrupted_note(results)
     if interrupted:
         notes.append(interrupted)
+    settings = results.get("settings") or {}
+    if settings.get("merged_with_force"):
+        diffs = settings.get("merge_differences") or []
+        notes.append("merged with --force from runs measured differently"
+                     + (f": {'; '.join(diffs[:6])}" + (f" (+{len(diffs) - 6} more)" if len(diffs) > 6 else "")
+                        if diffs else "")
+                     + "; set such figures side by side with care")
     standins = {c.get("details", {}).get("stand_in_for") for c in cells if is_stand_in(c)}
     if standins:
         notes.append(f"* stand-in base: an Alpine-like base built offline from Debian packages, "
