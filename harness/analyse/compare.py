@@ -24,8 +24,8 @@ from harness.errors import UsageError
 ALPHA = 0.05
 # Cells that differ in any of these were measured differently: another accelerator, base
 # image, kernel, guest memory size or TCG translation cache changes the figures by itself.
-COMPARABLE_DETAILS = ("accelerator", "stand_in", "base", "kernel_kind", "guest_memory_mib", "tcg_tb_size_mib",
-                      "machine")
+COMPARABLE_DETAILS = ("accelerator", "stand_in", "base", "base_image_id", "kernel_kind", "guest_memory_mib",
+                      "tcg_tb_size_mib", "machine")
 ENVIRONMENT_KEYS = ("machine", "cpu_model", "kernel")
 
 

@@ -47,8 +47,10 @@ def check_rootfs(name: str, rootfs: Path) -> None:
         raise UsageError(f"{rootfs} is not a readable tar archive ({why}); pass a rootfs .tar.gz") from None
     if not {"bin", "etc"} <= members:
         raise UsageError(f"{rootfs} holds no root filesystem (no bin/ and etc/ at its top); pass a rootfs tarball")
-    if name.split("/")[-1].startswith("alpine") and "etc/alpine-release" not in members:
-        raise UsageError(f"{rootfs} is not an Alpine root filesystem (no etc/alpine-release); import it "
+    alpine_marks = {"etc/alpine-release", "etc/apk", "bin/busybox"}
+    if name.split("/")[-1].startswith("alpine") and not alpine_marks <= members:
+        missing = ", ".join(sorted(alpine_marks - members))
+        raise UsageError(f"{rootfs} is not an Alpine root filesystem (no {missing}); import it "
                          f"under a name that does not claim to be Alpine")
 
 

@@ -43,10 +43,10 @@ class AlpineForm(ContainerForm):
         ref = ctx.options.get("alpine_base", DEFAULT_BASE)
         client = engine.client()
         if image.exists(client, ref):
-            return ref, {"base": ref, "stand_in": False}
+            return ref, {"base": ref, "stand_in": False, **_provenance(client, ref)}
         pull_error = _try_pull(ref, ctx)
         if pull_error is None:
-            return ref, {"base": ref, "stand_in": False, "pulled": True}
+            return ref, {"base": ref, "stand_in": False, "pulled": True, **_provenance(client, ref)}
         if not ctx.allow_standins:
             raise Unavailable(
                 f"base {ref} is not in the engine and cannot be pulled ({pull_error}); import an "
@@ -61,6 +61,13 @@ class AlpineForm(ContainerForm):
             "stand_in_note": standin.NOTE,
             "pull_error": pull_error,
         }
+
+
+def _provenance(client: docker.DockerClient, ref: str) -> dict[str, Any]:
+    """Which image the base name stood for: its id, digests, and the tarball it was imported from."""
+    img = client.images.get(ref)
+    return {"base_image_id": img.id, "base_repo_digests": img.attrs.get("RepoDigests") or [],
+            "base_imported_from": (img.labels or {}).get("harness.base.source")}
 
 
 def _try_pull(ref: str, ctx: Context) -> str | None:
