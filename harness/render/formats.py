@@ -154,8 +154,10 @@ def render_html(results: dict[str, Any], opts: Options = Options()) -> str:
 
 # --- CSV: one row per sample ------------------------------------------------------------
 
-CSV_COLUMNS = ("workload", "form", "status", "rep", "boot_s", "memory_bytes", "artifact_bytes",
+CSV_COLUMNS = ("workload", "form", "status", "rep", "boot_s", "memory_bytes", "memory_source",
+               "vmm_rss_bytes", "guest_used_bytes", "guest_memory_mib", "artifact_bytes",
                "accelerator", "emulated", "stand_in", "base", "vmm", "reason")
+_SAMPLE_MEMORY = ("vmm_rss_bytes", "guest_used_bytes")
 
 
 def render_csv(results: dict[str, Any], opts: Options = Options()) -> str:
@@ -172,16 +174,21 @@ def render_csv(results: dict[str, Any], opts: Options = Options()) -> str:
             "accelerator": d.get("accelerator") or MISSING,
             "emulated": str(is_emulated(c)).lower(), "stand_in": str(is_stand_in(c)).lower(),
             "base": d.get("stand_in_for") or d.get("base") or MISSING, "vmm": d.get("vmm") or MISSING,
+            "guest_memory_mib": MISSING if d.get("guest_memory_mib") is None else str(d["guest_memory_mib"]),
             "reason": (c.get("reason") or "").splitlines()[0] if c.get("reason") else "",
         }
         samples = c.get("samples") or []
         if not samples:
             miss = "failed" if c["status"] == "failed" else MISSING
-            w.writerow([{**common, "rep": MISSING, "boot_s": miss, "memory_bytes": miss}[k] for k in CSV_COLUMNS])
+            w.writerow([{**common, "rep": MISSING, "boot_s": miss, "memory_bytes": miss, "memory_source": MISSING,
+                         **{k: miss for k in _SAMPLE_MEMORY}}[k] for k in CSV_COLUMNS])
         for i, s in enumerate(samples, 1):
+            memory = s.get("memory") or {}
             row = {**common, "rep": str(i),
                    "boot_s": MISSING if s.get("boot_s") is None else repr(float(s["boot_s"])),
-                   "memory_bytes": MISSING if s.get("memory_bytes") is None else str(int(s["memory_bytes"]))}
+                   "memory_bytes": MISSING if s.get("memory_bytes") is None else str(int(s["memory_bytes"])),
+                   "memory_source": s.get("memory_source") or MISSING,
+                   **{k: MISSING if memory.get(k) is None else str(int(memory[k])) for k in _SAMPLE_MEMORY}}
             w.writerow([row[k] for k in CSV_COLUMNS])
     return buf.getvalue()
 
@@ -194,7 +201,8 @@ def render_json(results: dict[str, Any], opts: Options = Options()) -> str:
         entry: dict[str, Any] = {
             "cell": cell_key(c), "workload": c["workload"], "form": c["form"], "status": c["status"],
             "reason": c.get("reason"), "marks": cell_marks(c), "emulated": is_emulated(c),
-            "stand_in": is_stand_in(c), "measured_with": measured_with(c), "metrics": {},
+            "stand_in": is_stand_in(c), "measured_with": measured_with(c),
+            "memory_source": c.get("memory_source"), "metrics": {},
         }
         for m in opts.metrics:
             s = m.summary(c)
