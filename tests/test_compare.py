@@ -149,3 +149,14 @@ def test_threshold_errors(text: str) -> None:
     with pytest.raises(UsageError):
         parse_threshold(text)
     assert parse_threshold("10%") == pytest.approx(0.10)
+
+
+def test_a_cell_no_longer_measured_fails_the_gate(runs, tmp_path: Path) -> None:
+    """An empty NEW run (or one that lost a cell) is no pass: the missing cells fail --fail-on worse."""
+    a, _ = runs
+
+    def lose_one(data: dict) -> None:
+        data["cells"] = data["cells"][1:]
+    fewer = _planted(a, tmp_path / "fewer", lose_one)
+    proc = harness("compare", str(a), str(fewer), "--fail-on", "worse")
+    assert proc.returncode == 1 and "missing" in proc.stdout and "in BASE, not in NEW" in proc.stdout

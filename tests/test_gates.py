@@ -72,6 +72,9 @@ max = 1
     ("nothing = 1\n", "no [[check]] entries"),
     ("[[check]\n", "not valid TOML"),
     ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='boot'\nmaxx=1\n", "unknown key 'maxx'"),
+    ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='boot'\nmax=nan\n", "finite number"),
+    ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='boot'\nmidval=1\nminpercent=-5\nmaxpercent=5\n",
+     "0 or more"),
 ])
 def test_bad_baselines(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message.replace("[", r"\[")):

@@ -51,7 +51,7 @@ class Row:
     new: float | None
     ratio: float | None
     p_value: float | None
-    verdict: str  # better | worse | no change | not significant | failed | not compared
+    verdict: str  # better | worse | no change | not significant | failed | missing | not compared
     why: str = ""
 
 
@@ -64,7 +64,8 @@ class Comparison:
 
     @property
     def worse(self) -> list[Row]:
-        return [r for r in self.rows if r.verdict in ("worse", "failed")]
+        """What fails a CI gate: worse, newly failed, or no longer measured at all."""
+        return [r for r in self.rows if r.verdict in ("worse", "failed", "missing")]
 
 
 def _median(xs: list[float]) -> float:
@@ -117,6 +118,7 @@ def compare(base: dict[str, Any], new: dict[str, Any], threshold: float = 0.10, 
     for key, b in bcells.items():
         n = ncells.get(key)
         if n is None:
+            out.rows.append(Row(key, "*", None, None, None, None, "missing", "in BASE, not in NEW"))
             continue
         if b["status"] != "ok" or n["status"] != "ok":
             verdict = "failed" if b["status"] == "ok" and n["status"] == "failed" else "not compared"

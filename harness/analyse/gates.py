@@ -9,6 +9,7 @@ that metric - fails: a gate that cannot see its number must not pass.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +54,8 @@ def _number(entry: dict[str, Any], name: str, where: str) -> float | None:
     if name not in entry:
         return None
     v = entry[name]
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise UsageError(f"{where}: {name} must be a number (got {v!r})")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise UsageError(f"{where}: {name} must be a finite number (got {v!r})")
     return float(v)
 
 
@@ -79,6 +80,8 @@ def _parse_check(entry: dict[str, Any], where: str) -> Check:
         minp, maxp = _number(entry, "minpercent", where), _number(entry, "maxpercent", where)
         if minp is None or maxp is None:
             raise UsageError(f"{where}: midval needs minpercent and maxpercent (e.g. 20 and 20)")
+        if minp < 0 or maxp < 0:
+            raise UsageError(f"{where}: minpercent and maxpercent must be 0 or more (e.g. 20 and 20)")
         lo, hi = midval * (1 - minp / 100), midval * (1 + maxp / 100)
     elif lo is None and hi is None:
         raise UsageError(f"{where}: no band; add midval + minpercent + maxpercent, or min and/or max")

@@ -18,15 +18,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="For each cell in both runs and each metric (boot_s, memory_bytes, "
                                    "artifact_bytes): median ratio NEW/BASE, Mann-Whitney U p-value on the "
                                    f"raw samples (alpha {ALPHA}), and a verdict. A change is better/worse only "
-                                   "when significant and beyond --threshold.",
-                       epilog="exit codes: 0 compared, 1 --fail-on worse and some cell is worse or newly "
-                              "failed, 2 bad input")
+                                   "when significant and beyond --threshold; one sample on a side is never "
+                                   "significant. A cell of BASE that NEW lacks is 'missing'.",
+                       epilog="exit codes: 0 compared, 1 --fail-on worse and some cell is worse, newly "
+                              "failed or missing, 2 bad input")
     p.add_argument("base", type=path, metavar="BASE", help="the reference run folder")
     p.add_argument("new", type=path, metavar="NEW", help="the run folder to judge")
     p.add_argument("--threshold", default="10%", metavar="PCT", help="smallest change that counts (default 10%%)")
     p.add_argument("--fail-on", choices=("worse",), default=None, help="exit 1 when some cell is worse")
     p.add_argument("--force", action="store_true",
-                   help="also compare cells measured differently (accelerator, base, stand-in)")
+                   help="also compare cells measured differently (accelerator, base image, stand-in, "
+                        "kernel, guest memory, TCG cache, machine type; memory figures of another kind)")
     p.set_defaults(func=main)
 
 
@@ -50,7 +52,7 @@ def format_comparison(c: Comparison, threshold: float) -> str:
                      colalign=("left", "left", "right", "right", "right", "right", "left", "left"))
     notes = [f"threshold {threshold:.0%}; Mann-Whitney U two-sided, alpha {ALPHA}; size has one value per "
              f"cell, so a change beyond the threshold counts as significant; lower is better"]
-    notes += [f"only in BASE: {k}" for k in c.only_base] + [f"only in NEW: {k}" for k in c.only_new] + c.notes
+    notes += [f"only in NEW (nothing to compare with): {k}" for k in c.only_new] + c.notes
     worse = c.worse
     notes.append(f"{len(worse)} worse" + (": " + ", ".join(f"{r.cell} {r.metric}" for r in worse) if worse else ""))
     return table + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
