@@ -158,6 +158,8 @@ def test_build_failure_is_the_cells_failure_and_the_run_goes_on(tmp_path: Path, 
     assert broken["status"] == "failed"
     assert "compiling broken failed" in broken["reason"]
     assert "this_is_not_c" in broken["reason"], "the compiler's own words (its tail) are kept"
+    first = broken["reason"].splitlines()[0]
+    assert "error" in first and "this_is_not_c" in first, f"the first line names the cause: {first}"
     assert cells["fine:scratch"]["status"] == "ok"
 
 

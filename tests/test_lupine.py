@@ -169,6 +169,24 @@ def test_memory_option_sets_guest_memory(no_qemu_left) -> None:
 
 @pytest.mark.slow
 @pytest.mark.qemu
+def test_too_little_memory_is_a_failure_that_says_so(no_qemu_left) -> None:
+    """A kernel that cannot unpack itself in 17 MiB resets silently: the reason names the likely cause."""
+    ctx = context(memory=17 * 1024**2)
+    form = lupine.LupineForm()
+    wl = load("hello")
+    artifact = form.build(wl, binary_build.build(wl, ctx.cache), ctx)
+    assert artifact.details["guest_memory_mib"] == 17, "the failed row can still say what it was given"
+    try:
+        with pytest.raises(BootFailed) as info:
+            form.boot(artifact, wl, ctx)
+    finally:
+        form.cleanup(ctx)
+    first = str(info.value).splitlines()[0]
+    assert "QEMU exited (status 0)" in first and "too little guest memory" in first and "-m 17 MiB" in first
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
 def test_http_answers_200_through_the_forward(no_qemu_left) -> None:
     artifact, sample = boot_workload("http", context())
     assert sample.boot_s > 0

@@ -78,9 +78,8 @@ def build(workload: Workload, cache: Cache) -> Binary:
             for cmd in commands:
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if proc.returncode != 0:
-                    raise BuildFailed(
-                        f"compiling {workload.name} failed ({' '.join(cmd)}):\n{tail(proc.stderr)}"
-                    )
+                    raise BuildFailed(f"compiling {workload.name} failed: {first_error(proc.stderr)}\n"
+                                      f"$ {' '.join(cmd)}\n{tail(proc.stderr)}")
         path = entry.path / workload.name
     return Binary(
         workload=workload.name,
@@ -91,6 +90,13 @@ def build(workload: Workload, cache: Cache) -> Binary:
         flags=flags,
         info=elf.inspect(path),
     )
+
+
+def first_error(stderr: str) -> str:
+    """The compiler's first error line (what a table shows), else its last line."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors or lines or ["no compiler output"])[0]
 
 
 def _gcc_file(name: str) -> str:

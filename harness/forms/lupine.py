@@ -84,6 +84,12 @@ def _kernel_kind(ctx: Context) -> str:
     return kind
 
 
+def _guest_shape(ctx: Context, kernel_kind: str) -> tuple[int, str]:
+    """(guest memory in MiB, QEMU machine): the user's, or the defaults for this kernel."""
+    memory = int(ctx.options.get("memory") or DEFAULT_MEMORY_BYTES[kernel_kind])
+    return mebibytes(memory), str(ctx.options.get("lupine_machine", DEFAULT_MACHINE))
+
+
 def _tag(ctx: Context) -> str:
     return f"lupine-{ctx.run_id}"
 
@@ -131,6 +137,7 @@ class LupineForm:
             "initramfs_cached": initramfs_cached,
             "poweroff": POWEROFF,
         }
+        details["guest_memory_mib"], details["machine"] = _guest_shape(ctx, kind)
         return Artifact(
             size={"artifact_bytes": kernel_bytes + initramfs_bytes, "kernel_bytes": kernel_bytes,
                   "initramfs_bytes": initramfs_bytes, "binary_bytes": binary.size_bytes},
@@ -142,13 +149,12 @@ class LupineForm:
     def _spec(self, built: Built, workload: Workload, ctx: Context,
               forward: qemu.Forward | None) -> qemu.GuestSpec:
         accel = qemu.probe_accelerator(ctx.cache, str(ctx.options.get("accel", "auto")), progress=ctx.progress)
-        memory = int(ctx.options.get("memory") or DEFAULT_MEMORY_BYTES[built.kernel.kind])
-        machine = str(ctx.options.get("lupine_machine", DEFAULT_MACHINE))
+        memory, machine = _guest_shape(ctx, built.kernel.kind)
         # microvm describes virtio-mmio devices either in ACPI tables or on the
         # kernel command line; the specialised kernel has no ACPI, so off.
         extra = ["-M", "acpi=off"] if machine == "microvm" else []
         return qemu.GuestSpec(
-            accel=accel, memory_mib=mebibytes(memory), machine=machine,
+            accel=accel, memory_mib=memory, machine=machine,
             kernel=built.kernel.image, initrd=built.initramfs, append=kernel_append(workload),
             forwards=[forward] if forward else [], extra_args=extra)
 

@@ -208,6 +208,8 @@ class VmForm:
             **accel.to_json(),
             "vmm": qemu.qemu_version(),
             "vmm_flags": qemu.vmm_flags(qemu.build_argv(spec)),
+            "machine": spec.machine,
+            "guest_memory_mib": spec.memory_mib,
         }
         return Artifact(size=info["size"], details=details, handle=image, cached=hit)
 

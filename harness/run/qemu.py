@@ -455,7 +455,11 @@ class QemuProcess:
             why = f"no readiness ({readiness}) within {timeout_s:g} s (QEMU still running)"
         else:
             why = f"QEMU exited (status {status}) before readiness"
-        return f"{form}: {why}: {self.last_words()}\nconsole tail:\n{self.tail(15)}"
+        words = self.last_words()
+        if status == 0 and self.first_byte_t is None and not self.stderr().strip():
+            words = (f"the guest reset before printing anything (with -no-reboot QEMU then exits); often too "
+                     f"little guest memory for its kernel (-m {self.spec.memory_mib} MiB)")
+        return f"{form}: {why}: {words}\nconsole tail:\n{self.tail(15)}"
 
     # -- QMP
 
