@@ -90,6 +90,10 @@ def test_v1_without_memory_figures_gets_no_source_rather_than_a_guess() -> None:
     (lambda d: d["cells"][1].pop("form"), "cell 2 has no 'form'"),
     (lambda d: d["cells"][0].update(status="great"), "has status 'great'"),
     (lambda d: d["cells"][0].update(samples={}), "samples that is not a list"),
+    (lambda d: d["cells"][0].update(size="big"), "size that is not an object"),
+    (lambda d: d["cells"][0].update(details=[1]), "details that is not an object"),
+    (lambda d: d["cells"][0]["samples"][0].update(boot_s=float("nan")), "not a finite number"),
+    (lambda d: d["cells"][0]["samples"].append("x"), "is not an object"),
 ])
 @pytest.mark.parametrize("command", ["report", "plot", "compare"])
 def test_damaged_file_is_one_line_for_every_reader(tmp_path: Path, damage, message: str, command: str) -> None:
@@ -102,3 +106,13 @@ def test_damaged_file_is_one_line_for_every_reader(tmp_path: Path, damage, messa
     proc = subprocess.run([sys.executable, "-m", "harness", command, *args], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_file_that_is_not_text_is_one_line(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_bytes(b"\xff\xfe" + bytes(range(128, 256)))
+    for command in (["report", str(run)], ["compare", str(run), str(run)], ["merge", str(run), str(run),
+                                                                            "--out", str(tmp_path / "m")]):
+        proc = subprocess.run([sys.executable, "-m", "harness", *command], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not text" in proc.stderr, proc.stderr

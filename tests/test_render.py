@@ -176,3 +176,9 @@ def test_output_never_replaces_results(tmp_path: Path) -> None:
     ok = subprocess.run([sys.executable, "-m", "harness", "report", str(run), "--format", "csv",
                          "--output", str(tmp_path / "samples.csv")], capture_output=True, text=True)
     assert ok.returncode == 0 and (tmp_path / "samples.csv").read_text().startswith("workload")
+
+
+def test_unwritable_step_summary_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", str(RESULTS), "--format", "github"],
+                          capture_output=True, text=True, env={**os.environ, "GITHUB_STEP_SUMMARY": str(tmp_path)})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "GITHUB_STEP_SUMMARY" in proc.stderr

@@ -70,6 +70,10 @@ def main(args: argparse.Namespace) -> int:
         print(text, end="")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if args.format == "github" and summary:
-        with open(summary, "a", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot append the job summary to GITHUB_STEP_SUMMARY={summary} "
+                             f"({exc.strerror}); point it at a writable file or unset it") from None
     return 0

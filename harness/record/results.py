@@ -15,6 +15,7 @@ Ctrl-C keeps every finished cell; a run folder is never reused.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -154,11 +155,14 @@ def load(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path} is not valid JSON (line {exc.lineno}); it may be truncated") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not text (not UTF-8); it is not a harness results file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror})") from None
     if not isinstance(data, dict) or not isinstance(data.get("schema_version"), int):
         raise UsageError(f"{path} has no schema_version; it is not a harness results file")
-    data = migrate.upgrade(data, path)
-    check_shape(data, path)
-    return data
+    check_shape(data, path)  # what every version shares, before a migration walks it
+    return migrate.upgrade(data, path)
 
 
 def check_shape(data: dict[str, Any], path: Path) -> None:
@@ -175,7 +179,19 @@ def check_shape(data: dict[str, Any], path: Path) -> None:
         if cell.get("status") not in STATUSES:
             raise UsageError(f"{path}: cell {i} ({cell['workload']}:{cell['form']}) has status "
                              f"{cell.get('status')!r}, not one of {', '.join(STATUSES)}")
+        where = f"{path}: cell {i} ({cell['workload']}:{cell['form']})"
         for key in ("samples", "warmup"):
             if not isinstance(cell.get(key, []), list):
-                raise UsageError(f"{path}: cell {i} ({cell['workload']}:{cell['form']}) has {key} that is "
-                                 f"not a list; the file is damaged")
+                raise UsageError(f"{where} has {key} that is not a list; the file is damaged")
+        for key in ("size", "details", "summary"):
+            if not isinstance(cell.get(key) or {}, dict):
+                raise UsageError(f"{where} has {key} that is not an object; the file is damaged")
+        for n, sample in enumerate(cell.get("samples", []) + cell.get("warmup", []), 1):
+            if not isinstance(sample, dict):
+                raise UsageError(f"{where}: sample {n} is not an object; the file is damaged")
+            for key in ("boot_s", "memory_bytes"):
+                value = sample.get(key)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                          or not math.isfinite(value)):
+                    raise UsageError(f"{where}: sample {n} has {key} = {value!r}, not a finite number; "
+                                     f"the file is damaged")
