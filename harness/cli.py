@@ -7,6 +7,7 @@ Every subcommand lives in harness/commands/. A UsageError anywhere becomes
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from harness import __version__
@@ -36,7 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop(signum: int, frame: object) -> None:  # noqa: ARG001
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Every subcommand stops cleanly (its finally blocks run) on Ctrl-C, SIGTERM or SIGHUP,
+    # also when started in the background, where SIGINT would otherwise be ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))

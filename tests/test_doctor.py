@@ -9,7 +9,9 @@ scripts/setup.sh did not install something.
 from __future__ import annotations
 
 import secrets
+import signal
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,22 @@ def test_cli_exit_codes(leak_check: LeakCheck) -> None:
     bad = harness(["doctor", "--forms", "bogus"], leak_check, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("harness: error: unknown form 'bogus'")
     assert "Traceback" not in ok.stderr + everything.stderr + uk.stderr + gone.stderr + bad.stderr
+
+
+def test_signal_during_the_kvm_probe_stops_it_cleanly(tmp_path: Path, leak_check: LeakCheck) -> None:
+    """SIGTERM (or a Ctrl-C) while doctor boots its probe guest: exit 130, the guest gone."""
+    from leaks import marked_qemu_pids
+    from test_faults import Spawned
+
+    run = Spawned(["doctor", "--forms", "lupine", "--cache", str(tmp_path / "cache")], leak_check)
+    try:
+        deadline = time.monotonic() + 300  # the probe guest may be fetched and built first
+        while not marked_qemu_pids(leak_check.marker) and time.monotonic() < deadline and run.proc.poll() is None:
+            time.sleep(0.05)
+        assert marked_qemu_pids(leak_check.marker), "doctor never booted its probe guest"
+        run.proc.send_signal(signal.SIGTERM)
+        code = run.finish(timeout=60)
+    finally:
+        run.kill()
+    assert code == 130 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert not marked_qemu_pids(leak_check.marker)
