@@ -48,6 +48,8 @@ def assert_usage_error(proc: subprocess.CompletedProcess, *needles: str) -> None
     (["--matrix", "hello:lupine", "--memory", "1Ki"], ["--memory 1Ki", "at least 16Mi"]),
     (["--matrix", "hello:scratch", "--cache", "/proc/nope"], ["/proc/nope", "build cache", "HARNESS_CACHE"]),
     (["--matrix", "hello:scratch", "--builds", ""], ["--builds", "empty path"]),
+    (["--matrix", "hello:alpine", "--alpine-base", ""], ["--alpine-base", "not an image name"]),
+    (["--matrix", "hello:alpine", "--alpine-base", "bad ref!!"], ["--alpine-base", "not an image name"]),
     (["--matrix", "hello:scratch", "--accel", "fast"], ["--accel"]),
     (["--matrix", "hello:scratch", "--nonsense"], ["unrecognized arguments"]),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)

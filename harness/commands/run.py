@@ -12,6 +12,7 @@ from harness import forms as form_registry
 from harness import workloads
 from harness.build.cache import default_cache_dir
 from harness.commands import path
+from harness.commands.bases import REF_RE
 from harness.errors import UsageError
 from harness.record import results as results_file
 from harness.render.table import render_markdown
@@ -83,17 +84,26 @@ def validate(args: argparse.Namespace) -> RunSettings:
         raise UsageError(f"--matrix {args.matrix!r} selects nothing; try --matrix all")
     for name in dict.fromkeys(c.workload for c in cells):
         workloads.load(name, args.builds)  # a bad workload.toml is bad input: say so before building
+    whole_matrix = cells
     if getattr(args, "shard", None):
         k, n = matrix_mod.parse_shard(args.shard)
         args.matrix_cells = [str(c) for c in cells]
         cells = matrix_mod.shard(cells, k, n)
     options: dict = {"accel": args.accel, "lupine_kernel": args.lupine_kernel}
     if args.memory is not None:
-        options["memory"] = parse_size(args.memory, "--memory")
-        if options["memory"] < MIN_MEMORY_MIB * 1024**2:
+        memory = parse_size(args.memory, "--memory")
+        if memory < MIN_MEMORY_MIB * 1024**2:
             raise UsageError(f"--memory {args.memory} is below what a guest can boot in; "
                              f"give at least {MIN_MEMORY_MIB}Mi (e.g. --memory 64Mi)")
-    if args.alpine_base:
+        # Judged on the whole matrix, so every shard of it records the same settings.
+        if any(form_registry.get(c.form).family != "container" for c in whole_matrix):
+            options["memory"] = memory
+        else:  # containers get no memory setting: recording one would say otherwise
+            print("harness: note: --memory applies to the VM and unikernel forms; "
+                  "this matrix has none, so it is ignored", file=sys.stderr)
+    if args.alpine_base is not None:
+        if not REF_RE.match(args.alpine_base):
+            raise UsageError(f"--alpine-base {args.alpine_base!r} is not an image name; write e.g. alpine:3.20")
         options["alpine_base"] = args.alpine_base
     if any(form_registry.get(c.form).family == "container" for c in cells) and not engine.reachable():
         raise UsageError(engine.engine_hint())
