@@ -46,9 +46,13 @@ def test_bars_and_log_rule() -> None:
     assert data["hello:debian-vm"].emulated and data["hello:alpine"].stand_in
     assert data["hello:lupine"].median is None and data["hello:lupine"].missing == "failed"
     assert data["hello:unikraft"].missing == "n/a"
-    assert not wants_log([0.25, 18.4])  # 74x: linear
+    assert wants_log([0.25, 18.4])  # 74x: a linear axis would flatten the container bars to nothing
+    assert not wants_log([1.2, 18.4])  # 15x: linear
     assert wants_log([29_000, 312_000_000])  # four orders: log
     assert not wants_log([])
+    # A size is not emulated: its bars carry no TCG hatch.
+    sizes = {b.label: b for b in bars(__import__("json").loads(FIXTURE.read_text()), get("size"))}
+    assert not sizes["hello:debian-vm"].emulated
 
 
 def test_missing_run_is_one_line(tmp_path: Path) -> None:

@@ -94,7 +94,8 @@ def render_github(results: dict[str, Any], opts: Options = Options()) -> str:
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
         "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
         "†": r"\textsuperscript{\textdagger}", "*": r"\textsuperscript{*}", "–": "--", "—": "---",
-        "<": r"\textless{}", ">": r"\textgreater{}"}
+        "<": r"\textless{}", ">": r"\textgreater{}", "−": "$-$", "×": r"$\times$", "≥": r"$\geq$",
+        "≤": r"$\leq$"}
 
 
 def tex_escape(text: str) -> str:

@@ -3,8 +3,10 @@
 Drawn from the results file only (never from live state), with the Agg
 backend so it works on a headless CI machine. Emulated (TCG) cells are
 hatched `//` and stand-in bases `..`, both named in the legend, since a
-TCG boot is one to two orders of magnitude slower than a KVM one. A metric
-whose medians span more than two orders of magnitude gets a log axis.
+TCG boot is one to two orders of magnitude slower than a KVM one (a size is
+not emulated: its bars carry no hatch). A metric whose medians span more than
+a factor of twenty gets a log axis, so the small bars stay visible. The
+legend sits outside the axes, where it covers no bar.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from harness.render.units import column_unit  # noqa: E402
 EMULATED_HATCH = "//"
 STAND_IN_HATCH = ".."
 COLORS = {"vm": "#4c72b0", "container": "#55a868", "unikernel": "#c44e52"}
-LOG_SPAN = 100.0
+LOG_SPAN = 20.0
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,9 @@ def bars(results: dict[str, Any], metric: Metric) -> list[Bar]:
     out = []
     for c in results["cells"]:
         s = metric.summary(c)
+        emulated = is_emulated(c) and metric.source != "size"  # emulation does not change a size
         out.append(Bar(cell_key(c), s.median if s else None, s.p25 if s else None, s.p75 if s else None,
-                       is_emulated(c), is_stand_in(c), str(c.get("family", "")), missing_text(c)))
+                       emulated, is_stand_in(c), str(c.get("family", "")), missing_text(c)))
     return out
 
 
@@ -96,9 +99,11 @@ def draw(results: dict[str, Any], metric: Metric):
                             label="† emulated (QEMU TCG, no KVM)"))
     if any(b.stand_in for b in data):
         legend.append(Patch(facecolor="white", edgecolor="black", hatch=STAND_IN_HATCH, label="* stand-in base"))
+    right = 1.0
     if legend:
-        ax.legend(handles=legend, fontsize=8, loc="upper right")
-    fig.tight_layout(rect=(0, 0.03 * (footer.count("\n") + 1) + 0.01, 1, 1))
+        ax.legend(handles=legend, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        right = 0.78
+    fig.tight_layout(rect=(0, 0.03 * (footer.count("\n") + 1) + 0.01, right, 1))
     return fig
 
 
