@@ -15,7 +15,7 @@ from harness.commands import path
 from harness.commands.bases import REF_RE
 from harness.errors import UsageError
 from harness.record import results as results_file
-from harness.render.table import render_markdown
+from harness.render.formats import render_markdown
 from harness.run import engine
 from harness.run import matrix as matrix_mod
 from harness.run.qemu import MIN_MEMORY_MIB

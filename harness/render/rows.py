@@ -88,7 +88,7 @@ def cell_table(results: dict[str, Any], metrics: list[Metric], iqr_for: tuple[st
     rows = []
     for i, c in enumerate(cells):
         rows.append([c["workload"], form_label(c), c["status"]] + [col[i] for col in columns] + [measured_with(c)])
-    return Table(headers=headers, align=align, rows=rows, notes=footnotes(results))
+    return Table(headers=headers, align=align, rows=rows, notes=footnotes(results, [m.name for m in metrics]))
 
 
 def _ordered(values: list[str]) -> list[str]:
@@ -120,5 +120,5 @@ def pivot_tables(results: dict[str, Any], metrics: list[Metric]) -> list[Table]:
         tables.append(Table(headers=["workload"] + forms, align=["left"] + ["right"] * len(forms),
                             rows=rows, title=title))
     if tables:
-        tables[-1].notes = footnotes(results)
+        tables[-1].notes = footnotes(results, [m.name for m in metrics])
     return tables

@@ -1,22 +1,19 @@
-"""The run's table: a row per workload and form, in markdown (tabulate).
+"""What every table says besides its numbers: marks, "measured with", footnotes.
 
-Cells render as strings chosen here, so the table library never reformats a
-number or prints nan/None: a missing figure is `n/a`, a failed or unavailable
-cell says so, and footnotes explain every mark (* stand-in base, † emulated
-under TCG, unavailable and failed reasons).
+Shared by every format (harness.render.rows builds the cells, formats lay
+them out): * marks a stand-in base, † a figure emulated under TCG; the
+footnotes explain the marks, what each shown metric is (cell by cell for
+memory, whose figures differ by form), every unavailable or failed cell's
+reason and every warning.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from tabulate import tabulate
-
+from harness.analyse import metrics
 from harness.measure.memory import MEMORY_SOURCES
-from harness.render.units import MISSING, fmt_bytes, fmt_seconds
-
-HEADERS = ("workload", "form", "status", "artifact (shipped)", "boot median [IQR]", "memory median", "measured with")
-ALIGN = ("left", "left", "left", "right", "right", "right", "left")
 
 
 def is_emulated(cell: dict[str, Any]) -> bool:
@@ -35,33 +32,6 @@ def cell_marks(cell: dict[str, Any]) -> str:
 
 def form_label(cell: dict[str, Any]) -> str:
     return cell["form"] + cell_marks(cell)
-
-
-def boot_text(cell: dict[str, Any]) -> str:
-    s = (cell.get("summary") or {}).get("boot_s")
-    if cell["status"] != "ok" or not s:
-        return _status_marker(cell)
-    return f"{fmt_seconds(s['median'])} [{fmt_seconds(s['p25'])} – {fmt_seconds(s['p75'])}]"
-
-
-def memory_text(cell: dict[str, Any]) -> str:
-    s = (cell.get("summary") or {}).get("memory_bytes")
-    if cell["status"] != "ok":
-        return _status_marker(cell)
-    if not s:
-        return MISSING
-    return fmt_bytes(s["median"])
-
-
-def size_text(cell: dict[str, Any]) -> str:
-    size = (cell.get("size") or {}).get("artifact_bytes")
-    if size is None:
-        return _status_marker(cell)
-    return fmt_bytes(size)
-
-
-def _status_marker(cell: dict[str, Any]) -> str:
-    return {"failed": "failed", "unavailable": MISSING}.get(cell["status"], MISSING)
 
 
 def measured_with(cell: dict[str, Any]) -> str:
@@ -85,13 +55,6 @@ def measured_with(cell: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def rows(results: dict[str, Any]) -> list[list[str]]:
-    return [
-        [c["workload"], form_label(c), c["status"], size_text(c), boot_text(c), memory_text(c), measured_with(c)]
-        for c in results["cells"]
-    ]
-
-
 def interrupted_note(results: dict[str, Any]) -> str | None:
     """For a run that did not finish: which cells of its matrix it never measured."""
     if not results.get("interrupted"):
@@ -104,7 +67,25 @@ def interrupted_note(results: dict[str, Any]) -> str | None:
     return text + (f"; not measured: {', '.join(missing)}" if missing else "")
 
 
-def footnotes(results: dict[str, Any]) -> list[str]:
+# What each metric a table can show is, in the footnote's words.
+METRIC_NOTES = {
+    "size": "artifact = bytes shipped to deploy the form (compressed image layers, compressed qcow2, "
+            "or kernel + initramfs)",
+    "boot": "boot = median of the repetitions (with [p25 – p75] where shown), start request to readiness",
+    "guest": "guest used = the guest kernel's MemTotal − MemAvailable after readiness (guests only)",
+    "image": "image (unpacked) = the engine's unpacked image size (containers only)",
+    "build": "build = this run's time to build the form's artifact; (cached) when the cache already held it",
+}
+
+
+def metric_note(names: Sequence[str], cells: list[dict[str, Any]]) -> str:
+    parts = [("memory = " + memory_note(cells)) if n == "memory" else METRIC_NOTES[n]
+             for n in names if n == "memory" or n in METRIC_NOTES]
+    return "; ".join(parts) + "."
+
+
+def footnotes(results: dict[str, Any], shown: Sequence[str] = metrics.DEFAULT) -> list[str]:
+    """Every footnote of a table that shows the metrics named in shown."""
     cells = results["cells"]
     notes: list[str] = []
     interrupted = interrupted_note(results)
@@ -126,10 +107,8 @@ def footnotes(results: dict[str, Any]) -> list[str]:
                      "orders of magnitude slower than under KVM and are not comparable with KVM figures; "
                      "QEMU's memory includes TCG's translation cache (its tb-size bound is given) and "
                      "grows with the guest memory (-m) the guest touches.")
-    notes.append("artifact = bytes shipped to deploy the form (compressed image layers, compressed "
-                 "qcow2, or kernel + initramfs); boot = median of the repetitions [p25 – p75], "
-                 "start request to readiness; memory = " + memory_note(cells) + "; guest used = the "
-                 "guest kernel's MemTotal − MemAvailable after readiness (guests only).")
+    if shown:
+        notes.append(metric_note(shown, cells))
     for c in cells:
         if c["status"] in ("unavailable", "failed") and c.get("reason"):
             first = c["reason"].splitlines()[0]
@@ -143,8 +122,9 @@ def footnotes(results: dict[str, Any]) -> list[str]:
 def memory_note(cells: list[dict[str, Any]]) -> str:
     """What the memory column holds, cell by cell, from each cell's memory_source."""
     by_source: dict[str | None, list[str]] = {}
+    shown = metrics.get("memory")
     for c in cells:
-        if not (c.get("summary") or {}).get("memory_bytes"):
+        if shown.summary(c) is None:  # a figure the table does not show needs no explaining
             continue
         sources = c.get("memory_source")
         for source in sources if isinstance(sources, list) else [sources]:
@@ -153,13 +133,3 @@ def memory_note(cells: list[dict[str, Any]]) -> str:
         return "no memory figure was measured"
     return "; ".join(f"{MEMORY_SOURCES.get(src, src) if src else 'a figure whose kind the file does not record'}"
                      f" for {', '.join(names)}" for src, names in by_source.items())
-
-
-def render_markdown(results: dict[str, Any], tablefmt: str = "pipe") -> str:
-    """The run's table: size, boot [IQR] and memory per cell, one unit per column, then footnotes."""
-    from harness.render import formats  # formats builds on this module's labels
-
-    if tablefmt != "pipe":
-        return tabulate(rows(results), headers=HEADERS, tablefmt=tablefmt, colalign=ALIGN,
-                        disable_numparse=True) + "\n\n" + "\n".join(f"- {n}" for n in footnotes(results)) + "\n"
-    return formats.render_markdown(results)

@@ -260,7 +260,6 @@ def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
             record["samples"].append(sample.to_json())
             ctx.progress(f"  {cell} rep {i + 1}/{settings.reps}: boot {sample.boot_s:.4f} s"
                          + (f", memory {sample.memory_bytes / 1e6:.1f} MB" if sample.memory_bytes else ""))
-        _lift_sample_details(record)
         record["status"] = "ok"
     except Unavailable as exc:
         record["status"], record["reason"] = "unavailable", str(exc)
@@ -280,6 +279,7 @@ def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
         record["failures"].append({"stage": "internal", "reason": traceback.format_exc(limit=8)})
     finally:
         record["finished"] = utc_now()
+        _lift_sample_details(record)  # an interrupted cell's finished samples say how they were measured too
         _summarise(record)
     return record
 
