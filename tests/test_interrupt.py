@@ -63,6 +63,7 @@ def test_signal_mid_boot_exits_130_and_leaves_nothing(sig: signal.Signals, tmp_p
     assert [(c["workload"], c["status"]) for c in data["cells"]] == [("quick", "ok"), ("slow", "failed")]
     assert data["cells"][1]["reason"].startswith(f"interrupted ({sig.name}) after 0 of 1 repetitions")
     assert "run interrupted: 2 of 2 cells recorded" in harness_report(out)
+    assert "| quick" in "".join(run.stdout) and "run interrupted" in "".join(run.stdout), "the table is printed"
     assert not docker.from_env().containers.list(all=True, filters={"label": f"{LABEL}={run_id}"})
 
 

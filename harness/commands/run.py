@@ -137,6 +137,10 @@ def main(args: argparse.Namespace) -> int:
             res.settings["shard"] = {"spec": args.shard, "matrix_cells": args.matrix_cells}
             res.save()
     except Interrupted:
+        try:  # what was measured before the interrupt is still a table
+            print(render_markdown(results_file.load(path)), end="")
+        except UsageError:
+            pass
         print(f"interrupted; finished cells are in {path}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except results_file.ResultsWriteError as exc:
