@@ -140,8 +140,10 @@ def test_pytest_benchmark_compare_reads_export(tmp_path: Path) -> None:
                            "pytest-benchmark", "--output", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
-    assert {b["name"] for b in doc["benchmarks"]} == {"boot[hello-debian-vm]", "boot[hello-alpine]",
+    assert {b["name"] for b in doc["benchmarks"]} == {"boot[hello-debian-vm]", "boot[hello-alpine-stand-in]",
                                                       "boot[hello-scratch]"}
+    groups = {b["name"]: b["group"] for b in doc["benchmarks"]}
+    assert groups["boot[hello-debian-vm]"] == "hello, emulated (TCG)" != groups["boot[hello-scratch]"]
     tool = Path(sys.executable).parent / "pytest-benchmark"
     cmp = subprocess.run([str(tool), "compare", str(out)], capture_output=True, text=True, cwd=tmp_path)
     assert cmp.returncode == 0, cmp.stderr

@@ -1,7 +1,11 @@
 """Export boot times in pytest-benchmark's JSON, so `pytest-benchmark compare` can read a run.
 
-Each ok cell with boot samples becomes one benchmark named `boot[workload-form]`;
-its `data` are the raw boot times in seconds (warm-ups excluded). Quartiles and
+Each ok cell with boot samples becomes one benchmark named `boot[workload-form]`
+(`-stand-in` added on a stand-in base); its `data` are the raw boot times in
+seconds (warm-ups excluded). Its group names the workload and how it was run
+(`hello, emulated (TCG)` or `hello, native or KVM`), so pytest-benchmark, which
+sets the benchmarks of one group side by side with ratios, never puts a TCG
+figure beside a native one. Quartiles and
 outlier counts use this harness's definitions (stats.py), not pytest-benchmark's,
 so the numbers agree with `harness report`. Memory and size ride in extra_info.
 """
@@ -47,9 +51,10 @@ def export(results: dict[str, Any]) -> dict[str, Any]:
             continue
         d = c.get("details") or {}
         mem = [s["memory_bytes"] for s in c.get("samples") or [] if s.get("memory_bytes") is not None]
-        name = f"boot[{c['workload']}-{c['form']}]"
+        name = f"boot[{c['workload']}-{c['form']}{'-stand-in' if is_stand_in(c) else ''}]"
+        group = f"{c['workload']}, {'emulated (TCG)' if is_emulated(c) else 'native or KVM'}"
         benchmarks.append({
-            "group": c["workload"], "name": name, "fullname": f"harness::{name}",
+            "group": group, "name": name, "fullname": f"harness::{name}",
             "params": {"workload": c["workload"], "form": c["form"]},
             "param": f"{c['workload']}-{c['form']}",
             "extra_info": {
