@@ -56,7 +56,7 @@ PROBE_TIMEOUT_S = 12.0
 PROBE_MARKER = "harness-probe-ok"
 PROBE_INIT_SOURCE = Path(__file__).with_name("probe_init.c")
 # Bump when the probe guest or its judgement changes, to drop cached verdicts.
-PROBE_RECIPE = "probe-v1"
+PROBE_RECIPE = "probe-v2"
 CONSOLE_KEEP_LINES = 5000
 
 
@@ -618,8 +618,7 @@ def _boots(guest: ProbeGuest, accel: Accelerator, timeout_s: float) -> tuple[boo
             assert q.spawn_t is not None
             return True, f"probe guest reached init in {seen.t - q.spawn_t:.1f} s"
         why = "QEMU exited" if not q.alive() else f"no init marker within {timeout_s:.0f} s"
-        tail = q.tail(3).replace("\n", " | ")
-        return False, f"{why}{': ' + tail if tail else ''}"
+        return False, f"{why}: {q.last_words()}"  # QEMU's own error or the guest's last line, not warnings
 
 
 class _NotCacheable(Exception):
