@@ -43,6 +43,8 @@ def measured_with(cell: dict[str, Any]) -> str:
         vmm = str(d.get("vmm") or "qemu").split(" (")[0] + f", {d['accelerator']}"
         if d.get("tcg_tb_size_mib"):
             vmm += f" (tb-size {d['tcg_tb_size_mib']} MiB)"
+        if d.get("machine"):
+            vmm += f", -M {d['machine']}"
         if d.get("guest_memory_mib"):
             vmm += f", -m {d['guest_memory_mib']} MiB"
         parts.append(vmm)
@@ -50,8 +52,10 @@ def measured_with(cell: dict[str, Any]) -> str:
         parts.append(str(d["engine"]))
     if d.get("base") and d.get("base") != "scratch":
         parts.append(f"base {d.get('stand_in_for', d['base'])}" + (" (stand-in)" if is_stand_in(cell) else ""))
+    if d.get("distribution"):
+        parts.append(f"{d['distribution']}, kernel {d.get('kernel_release', '?')}")
     if d.get("kernel_kind"):
-        parts.append(f"{d['kernel_kind']} kernel")
+        parts.append(f"{d['kernel_kind']} kernel" + (f" {d['kernel_version']}" if d.get("kernel_version") else ""))
     return "; ".join(parts)
 
 
