@@ -8,6 +8,7 @@ the other waits on the cache lock and then reuses the very same file.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -57,3 +58,24 @@ def test_two_runs_at_once_share_the_cache_without_colliding(tmp_path: Path, leak
     warned = [doc for doc in docs if any("other harness runs were measuring" in w for w in doc["cells"][0]["warnings"])]
     assert len(warned) == len(docs), "every one of the overlapping runs is flagged, the first ones too"
     assert any("other harness runs were measuring on this machine" in run.stderr for run, _ in runs)
+
+
+def test_a_busy_machine_is_warned_about(tmp_path: Path, leak_check: LeakCheck) -> None:
+    """Other work loading every CPU before a cell: the cell says its figures may be disturbed."""
+    import subprocess
+    import sys
+
+    from test_faults import harness
+
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        proc = harness(["run", "--matrix", "hello:scratch", "--reps", "1", "--warmup", "0",
+                        "--out", str(tmp_path / "out")], leak_check, timeout=120)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    assert proc.returncode == 0, proc.stderr
+    [cell] = leak_check.watch_results(tmp_path / "out" / "results.json")["cells"]
+    assert cell["details"]["host_cpu_busy_before_percent"] > 20
+    assert any("busy just before this cell" in w for w in cell["warnings"]), cell["warnings"]
