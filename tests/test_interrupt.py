@@ -132,23 +132,29 @@ def test_qemu_port_forwards_bind_loopback_only() -> None:
     assert all(part.startswith("hostfwd=tcp:127.0.0.1:") for part in forwards), netdev
 
 
-def test_sigkill_leftovers_are_removed_by_the_next_run(tmp_path: Path, leak_check: LeakCheck) -> None:
-    """SIGKILL cannot be caught: the container stays, until the next run finds its owner gone."""
+def _killed_mid_boot(tmp_path: Path, leak_check: LeakCheck) -> tuple[Path, str]:
+    """A run SIGKILLed while its container boots; (its builds folder, its run id)."""
     builds = tmp_path / "builds"
     write_workload(builds, "quick", HELLO_C)
     write_workload(builds, "slow", SLOW_C)
-    killed_out, next_out = tmp_path / "killed", tmp_path / "next"
     run = Spawned(["run", "--matrix", "slow:scratch", "--reps", "1", "--warmup", "0", "--timeout", "120",
-                   "--builds", str(builds), "--out", str(killed_out)], leak_check)
+                   "--builds", str(builds), "--out", str(tmp_path / "killed")], leak_check)
     try:
         run.wait_for("[1/1] slow:scratch")
-        run_id = json.loads((killed_out / "results.json").read_text())["settings"]["run_id"]
+        run_id = json.loads((tmp_path / "killed" / "results.json").read_text())["settings"]["run_id"]
         leak_check.watch_run(run_id)
         _booting_container(run_id)
         run.proc.kill()
         run.proc.wait(10)
     finally:
         run.kill()
+    return builds, run_id
+
+
+def test_sigkill_leftovers_are_removed_by_the_next_run(tmp_path: Path, leak_check: LeakCheck) -> None:
+    """SIGKILL cannot be caught: the container stays, until the next run finds its owner gone."""
+    builds, run_id = _killed_mid_boot(tmp_path, leak_check)
+    killed_out, next_out = tmp_path / "killed", tmp_path / "next"
     client = docker.from_env()
     assert client.containers.list(all=True, filters={"label": f"{LABEL}={run_id}"}), "SIGKILL left it, as expected"
     assert leak_check.tmpdir is not None and list(leak_check.tmpdir.glob(f"harness-run-{run_id}"))
@@ -194,20 +200,7 @@ def test_sigkill_leftovers_are_found_even_when_their_records_are_gone(tmp_path: 
     """A tmp cleaner (or a reboot's empty /run) took the run's records: labels and cgroup names still tell."""
     from harness.run import cgroup, leftovers
 
-    builds = tmp_path / "builds"
-    write_workload(builds, "quick", HELLO_C)
-    write_workload(builds, "slow", SLOW_C)
-    run = Spawned(["run", "--matrix", "slow:scratch", "--reps", "1", "--warmup", "0", "--timeout", "120",
-                   "--builds", str(builds), "--out", str(tmp_path / "killed")], leak_check)
-    try:
-        run.wait_for("[1/1] slow:scratch")
-        run_id = json.loads((tmp_path / "killed" / "results.json").read_text())["settings"]["run_id"]
-        leak_check.watch_run(run_id)
-        _booting_container(run_id)
-        run.proc.kill()
-        run.proc.wait(10)
-    finally:
-        run.kill()
+    builds, run_id = _killed_mid_boot(tmp_path, leak_check)
     [owner] = [o for o in leftovers.owners() if o.run_id == run_id]
     if forget == "temp folder":
         shutil.rmtree(owner.temp)
