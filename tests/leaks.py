@@ -51,12 +51,19 @@ def _labelled(run_ids: set[str] | None) -> tuple[set[str], set[str]]:
 
 
 def marked_qemu_pids(marker: str) -> set[int]:
-    """QEMU processes carrying this test's marker, or descended from this process."""
+    """QEMU guests carrying this test's marker, or descended from this process.
+
+    A `qemu-system-x86_64 --version` (doctor and the environment record ask
+    QEMU its version) lives a few milliseconds and is not a guest.
+    """
     me = os.getpid()
     found: set[int] = set()
     for proc in psutil.process_iter(["name", "pid"]):
         try:
-            if proc.info["name"] != QEMU and QEMU not in " ".join(proc.cmdline()[:1]):
+            argv = proc.cmdline()
+            if proc.info["name"] != QEMU and QEMU not in " ".join(argv[:1]):
+                continue
+            if argv[1:] in (["--version"], ["-version"]):
                 continue
             if proc.environ().get(MARKER_VAR) == marker or any(p.pid == me for p in proc.parents()):
                 found.add(proc.pid)

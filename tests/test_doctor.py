@@ -136,17 +136,56 @@ def test_cli_exit_codes(leak_check: LeakCheck) -> None:
     assert "Traceback" not in ok.stderr + everything.stderr + uk.stderr + gone.stderr + bad.stderr
 
 
-def test_signal_during_the_kvm_probe_stops_it_cleanly(tmp_path: Path, leak_check: LeakCheck) -> None:
-    """SIGTERM (or a Ctrl-C) while doctor boots its probe guest: exit 130, the guest gone."""
+WITHOUT_KVM = ("unshare", "-m", "--propagation", "private", str(Path(__file__).parent / "helpers" / "without-kvm"))
+
+
+def test_without_kvm_doctor_checks_that_a_guest_boots_under_tcg(tmp_path: Path, leak_check: LeakCheck) -> None:
+    """No /dev/kvm (a container, a cloud VM without nesting): doctor still boots the probe guest, under TCG."""
+    from test_faults import Spawned
+
+    run = Spawned(["doctor", "--forms", "lupine", "--cache", str(tmp_path / "cache")], leak_check,
+                  wrapper=WITHOUT_KVM)
+    code = run.finish(timeout=600)
+    out = "".join(run.stdout)
+    assert code == 0, out + run.stderr
+    assert found_column(out, "accelerator (KVM/TCG)").startswith(
+        "TCG only: no /dev/kvm on this host; under TCG probe guest reached init in"), out
+    assert "lupine: can run (limited: accel)" in out
+    assert Path("/dev/kvm").exists() == HOST_HAS_KVM, "the host's own /dev is untouched"
+
+
+HOST_HAS_KVM = Path("/dev/kvm").exists()
+
+
+def found_column(table: str, tool: str) -> str:
+    """The 'found' cell of tool's row in doctor's table, its wrapped lines joined."""
+    lines = table.splitlines()
+    start, end = lines[0].index("found"), lines[0].index("fix")
+    cell: list[str] = []
+    for line in lines[2:]:
+        if line.startswith(tool) or (cell and line[:start].strip() == ""):
+            cell.append(line[start:end].strip())
+        elif cell:
+            break
+    return " ".join(cell)
+
+
+@pytest.mark.parametrize("kvm", ["host", "hidden"])
+def test_signal_during_the_kvm_probe_stops_it_cleanly(kvm: str, tmp_path: Path, leak_check: LeakCheck) -> None:
+    """SIGTERM (or a Ctrl-C) while doctor boots its probe guest (KVM's or, with no /dev/kvm, TCG's):
+    exit 130, the guest gone."""
     from leaks import marked_qemu_pids
     from test_faults import Spawned
 
-    run = Spawned(["doctor", "--forms", "lupine", "--cache", str(tmp_path / "cache")], leak_check)
+    run = Spawned(["doctor", "--forms", "lupine", "--cache", str(tmp_path / "cache")], leak_check,
+                  wrapper=WITHOUT_KVM if kvm == "hidden" else ())
     try:
         deadline = time.monotonic() + 300  # the probe guest may be fetched and built first
         while not marked_qemu_pids(leak_check.marker) and time.monotonic() < deadline and run.proc.poll() is None:
             time.sleep(0.05)
-        assert marked_qemu_pids(leak_check.marker), "doctor never booted its probe guest"
+        assert marked_qemu_pids(leak_check.marker), (
+            f"doctor never booted its probe guest (exit {run.proc.poll()}); stdout:\n"
+            f"{''.join(run.stdout)[-2000:]}\nstderr:\n{run.stderr[-2000:]}")
         run.proc.send_signal(signal.SIGTERM)
         code = run.finish(timeout=60)
     finally:

@@ -79,10 +79,10 @@ def harness(args: list[str], leaks: LeakCheck, timeout: float = 300, **env: str)
 class Spawned:
     """A harness subprocess whose stderr lines are read as they come, to act mid-run."""
 
-    def __init__(self, args: list[str], leaks: LeakCheck, **env: str) -> None:
+    def __init__(self, args: list[str], leaks: LeakCheck, wrapper: tuple[str, ...] = (), **env: str) -> None:
         self.lines: list[str] = []
         self.stdout: list[str] = []
-        self.proc = subprocess.Popen(HARNESS + args, cwd=REPO, env=leaks.env(**env), text=True,
+        self.proc = subprocess.Popen([*wrapper, *HARNESS, *args], cwd=REPO, env=leaks.env(**env), text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL)
         self._threads = [threading.Thread(target=self._drain, args=(s, dest), daemon=True)

@@ -216,3 +216,35 @@ def test_qemu_that_cannot_start_names_its_own_error_first(probe: qemu.ProbeGuest
         first = q.failure("probe", "console", 30, deadline).splitlines()[0]
     assert first.startswith("probe: QEMU exited (status 1) before readiness: "), first
     assert "memory" in first.split("readiness: ", 1)[1].lower(), first
+
+
+@pytest.mark.qemu
+def test_a_killed_owners_temp_dir_is_swept_and_a_live_ones_is_not(probe: qemu.ProbeGuest, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL takes QEMU with its owner but leaves the QEMU's private dir: the sweep removes only that one."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    owner = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from harness.run import qemu\n"
+         f"g = qemu.ProbeGuest(Path({str(probe.kernel)!r}), Path({str(probe.initrd)!r}), 'test')\n"
+         "q = qemu.QemuProcess(qemu.probe_spec(g, qemu.tcg('test'), stay=True)).start()\n"
+         "print(q.tmp, flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert owner.stdout is not None
+    killed_dir = Path(owner.stdout.readline().strip())
+    assert killed_dir.parent == tmp_path and json.loads((killed_dir / qemu.OWNER_FILE).read_text())["pid"] == owner.pid
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(10)
+    orphan = tmp_path / f"{qemu.TEMP_PREFIX}from-an-older-version"  # no owner file, no QEMU naming it
+    orphan.mkdir()
+    os.utime(orphan, (time.time() - 3600, time.time() - 3600))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this process's guest too, in the same root
+    with qemu.QemuProcess(qemu.probe_spec(probe, TCG, stay=True)) as live:
+        assert live.tmp is not None and live.tmp.parent == tmp_path
+        assert set(qemu.sweep_stale_dirs((tmp_path,))) == {killed_dir, orphan}
+        assert live.tmp.exists() and live.alive()

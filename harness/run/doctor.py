@@ -132,22 +132,25 @@ def check_accelerator(cache: Cache, probe: bool = True) -> Check:
     if shutil.which("qemu-system-x86_64") is None:
         return Check("accel", tool, MISSING, f"no QEMU to probe with; /dev/kvm {kvm}",
                      f"apt-get install qemu-system-x86 (or {SETUP})")
-    try:
-        from harness.run.qemu import probe_accelerator
-    except ImportError:
-        probe = False
-        note = "the KVM probe is not available in this version"
-    else:
-        note = "not probed (--no-probe)"
     if not probe:
-        return Check("accel", tool, LIMITED, f"/dev/kvm {kvm}; {note}; VMs may fall back to TCG")
+        return Check("accel", tool, LIMITED, f"/dev/kvm {kvm}; not probed (--no-probe); VMs may fall "
+                     f"back to TCG")
+    from harness.run.qemu import probe_accelerator, tcg_boots
     try:
         verdict = probe_accelerator(cache, "auto")
     except Exception as exc:  # the probe is best effort here; a run probes again
         return Check("accel", tool, LIMITED, f"/dev/kvm {kvm}; probe failed: {exc}; TCG assumed")
     if verdict.name == "kvm":
         return Check("accel", tool, OK, f"KVM: {verdict.reason}")
-    return Check("accel", tool, LIMITED, f"TCG only: {verdict.reason}",
+    reason = verdict.reason
+    if not verdict.probed:  # KVM was never tried, so nothing has booted yet: try TCG itself
+        ok, why = tcg_boots(cache)
+        if ok is False:
+            return Check("accel", tool, MISSING, f"QEMU boots no guest, not even under TCG ({reason}; "
+                         f"{why})", "reinstall QEMU (apt-get install --reinstall qemu-system-x86); "
+                         "its error is quoted")
+        reason = f"{reason}; under TCG {why}" if ok else f"{reason}; not booted ({why})"
+    return Check("accel", tool, LIMITED, f"TCG only: {reason}",
                  "VM figures are emulated (slower by a large factor); a host with working KVM "
                  "gives comparable figures")
 

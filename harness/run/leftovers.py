@@ -150,6 +150,11 @@ def sweep(cache: Cache, run_id: str, cleanup: Callable[[str], None],
     for orphan in sorted(_orphans(live) - {o.run_id for o in dead}):
         cleanup(orphan)
         removed.append(f"run {orphan} (no registration left)")
+    from harness.run import qemu  # QEMU's own temp dirs: a killed doctor or probe leaves them too
+
+    dirs = qemu.sweep_stale_dirs()
+    if dirs:
+        removed.append(f"{len(dirs)} QEMU temp folder{'' if len(dirs) == 1 else 's'}")
     works = cache.sweep_stale_work()
     if works:
         removed.append(f"{len(works)} half-built cache entr{'y' if len(works) == 1 else 'ies'}")

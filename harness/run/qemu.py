@@ -39,9 +39,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import psutil
 from qemu.qmp import QMPClient
 
-from harness.build import initramfs, steps
+from harness.build import initramfs, kernel, steps
 from harness.build.cache import Cache, digest
 from harness.errors import BuildFailed, Unavailable, UsageError
 
@@ -56,7 +57,7 @@ PROBE_TIMEOUT_S = 12.0
 PROBE_MARKER = "harness-probe-ok"
 PROBE_INIT_SOURCE = Path(__file__).with_name("probe_init.c")
 # Bump when the probe guest or its judgement changes, to drop cached verdicts.
-PROBE_RECIPE = "probe-v2"
+PROBE_RECIPE = "probe-v3"
 CONSOLE_KEEP_LINES = 5000
 
 
@@ -231,6 +232,48 @@ _LIVE: set[QemuProcess] = set()
 _LIVE_LOCK = threading.Lock()
 
 
+TEMP_PREFIX = "harness-qemu-"
+OWNER_FILE = "owner.json"
+
+
+def _claim_dir(folder: Path) -> None:
+    """Write who owns a QEMU temp dir, so that sweep_stale_dirs() can tell a killed owner's."""
+    me = psutil.Process()
+    (folder / OWNER_FILE).write_text(json.dumps({"pid": me.pid, "started": me.create_time()}))
+
+
+def _dir_in_use(folder: Path) -> bool:
+    try:
+        owner = json.loads((folder / OWNER_FILE).read_text())
+        return abs(psutil.Process(owner["pid"]).create_time() - owner["started"]) < 1.0
+    except psutil.Error:
+        return False
+    except (OSError, ValueError, KeyError, TypeError):  # no owner file: in use while a QEMU names it
+        try:
+            if time.time() - folder.stat().st_mtime < 60:  # just made; its owner file comes next
+                return True
+        except OSError:
+            return False
+        for proc in psutil.process_iter(["cmdline"]):
+            if any(str(folder) in arg for arg in proc.info["cmdline"] or []):
+                return True
+        return False
+
+
+def sweep_stale_dirs(roots: tuple[Path, ...] = ()) -> list[Path]:
+    """Remove the private temp dirs of QEMUs whose harness was killed outright (SIGKILL, power loss).
+
+    The QEMU itself died with its parent (dies_with_parent); its dir stayed.
+    """
+    removed = []
+    for root in set(roots or (Path(tempfile.gettempdir()), Path("/tmp"))):
+        for folder in root.glob(f"{TEMP_PREFIX}*"):
+            if folder.is_dir() and not folder.is_symlink() and not _dir_in_use(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+    return removed
+
+
 def kill_all(tag: str | None = None) -> int:
     """Kill every QEMU this process started and still running (only those with tag, if given).
 
@@ -304,11 +347,12 @@ class QemuProcess:
         """Spawn QEMU and start reading its console; returns self."""
         if shutil.which(QEMU) is None:
             raise Unavailable(f"{QEMU} not found: apt-get install qemu-system-x86")
-        self.tmp = Path(tempfile.mkdtemp(prefix="harness-qemu-"))
+        self.tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
         if len(str(self.qmp_socket)) > UNIX_PATH_MAX:  # a long TMPDIR: the socket could not be bound
             shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix="harness-qemu-", dir="/tmp"))
+            self.tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir="/tmp"))
         try:
+            _claim_dir(self.tmp)
             self.argv = build_argv(self.spec, self.qmp_socket)
             with _LIVE_LOCK:
                 _LIVE.add(self)
@@ -565,42 +609,22 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str:
     return steps.run(cmd, cmd[0], cwd=cwd, timeout_s=600)
 
 
-def _debian_cloud_kernel_package() -> str:
-    """The versioned package linux-image-cloud-amd64 points to on this machine's apt sources."""
-    out = _run(["apt-cache", "depends", "linux-image-cloud-amd64"])
-    for line in out.splitlines():
-        m = re.match(r"\s*Depends:\s*(linux-image-\S+-cloud-amd64)", line)
-        if m:
-            return m.group(1)
-    raise RuntimeError("apt-cache knows no linux-image-cloud-amd64 (run apt-get update)")
-
-
-def probe_guest(cache: Cache) -> ProbeGuest:
-    """Debian's cloud kernel (apt-get download, never installed) and the probe initramfs, cached."""
-    package = _debian_cloud_kernel_package()
-    key = digest(package, PROBE_INIT_SOURCE, PROBE_RECIPE)[:24]
-    with cache.entry("qemu-probe", key) as entry:
+def probe_guest(cache: Cache, progress: Callable[[str], None] | None = None) -> ProbeGuest:
+    """Debian's cloud kernel (the same cache entry the lupine form's cloud kernel uses) and the
+    probe's one-file initramfs, both built once."""
+    cloud = kernel.fetch_cloud(cache, progress or (lambda _message: None))
+    key = digest(PROBE_INIT_SOURCE, PROBE_RECIPE)[:24]
+    with cache.entry("qemu-probe-init", key) as entry:
         if not entry.hit:
             assert entry.work is not None
             work = entry.work
-            _run(["apt-get", "download", package], cwd=work)
-            debs = list(work.glob("*.deb"))
-            if not debs:
-                raise RuntimeError(f"apt-get download {package} produced no .deb")
-            _run(["dpkg-deb", "-x", str(debs[0]), str(work / "pkg")])
-            kernels = sorted((work / "pkg" / "boot").glob("vmlinuz-*"))
-            if not kernels:
-                raise RuntimeError(f"{package} holds no /boot/vmlinuz-*")
-            shutil.copy2(kernels[0], work / "vmlinuz")
-            shutil.rmtree(work / "pkg")
-            debs[0].unlink()
             cc = "musl-gcc" if shutil.which("musl-gcc") else "gcc"
             _run([cc, "-static", "-O2", "-s", "-o", str(work / "init"), str(PROBE_INIT_SOURCE)])
             cpio = initramfs.newc_archive(initramfs.init_only((work / "init").read_bytes()))
             (work / "initrd.cpio").write_bytes(cpio)
             (work / "init").unlink()
         path = entry.path
-    return ProbeGuest(kernel=path / "vmlinuz", initrd=path / "initrd.cpio", kernel_package=package)
+    return ProbeGuest(kernel=cloud.image, initrd=path / "initrd.cpio", kernel_package=cloud.source)
 
 
 def probe_spec(guest: ProbeGuest, accel: Accelerator, stay: bool = False, memory_mib: int = 128) -> GuestSpec:
@@ -619,6 +643,18 @@ def _boots(guest: ProbeGuest, accel: Accelerator, timeout_s: float) -> tuple[boo
             return True, f"probe guest reached init in {seen.t - q.spawn_t:.1f} s"
         why = "QEMU exited" if not q.alive() else f"no init marker within {timeout_s:.0f} s"
         return False, f"{why}: {q.last_words()}"  # QEMU's own error or the guest's last line, not warnings
+
+
+def tcg_boots(cache: Cache, timeout_s: float = 60.0) -> tuple[bool | None, str]:
+    """Does QEMU boot the probe guest under TCG? For doctor, where KVM could not even be tried.
+
+    None: not known, because the probe guest itself could not be had.
+    """
+    try:
+        guest = probe_guest(cache)
+    except (RuntimeError, BuildFailed, Unavailable, OSError) as exc:
+        return None, f"no probe guest: {exc}"
+    return _boots(guest, tcg("probe"), timeout_s)
 
 
 class _NotCacheable(Exception):
@@ -675,7 +711,7 @@ def _probe_kvm(cache: Cache, timeout_s: float) -> Accelerator:
     """Boot the probe guest under KVM; on failure check it boots under TCG, to blame the right one."""
     try:
         guest = probe_guest(cache)
-    except (RuntimeError, BuildFailed, OSError) as exc:
+    except (RuntimeError, BuildFailed, Unavailable, OSError) as exc:
         raise _NotCacheable(tcg(f"KVM not probed (no probe guest: {exc})")) from None
     ok, why = _boots(guest, Accelerator("kvm", "probe"), timeout_s)
     if ok:
