@@ -110,3 +110,27 @@ def test_a_dropped_option_fails_the_build(tmp_path) -> None:
     frag.write_text("CONFIG_64BIT=y\nCONFIG_ACPI_BUTTON=y\n")
     with pytest.raises(BuildFailed, match="CONFIG_ACPI_BUTTON"):
         kernel.configure(tree, [frag], tmp_path / "log")
+
+
+def test_stale_package_lists_are_refreshed_once_and_the_cloud_kernel_still_comes(tmp_path) -> None:
+    """Lists read before the archive replaced a version give a 404; one apt-get update fixes it.
+
+    The stale lists are real copies with the package's file renamed, seen only
+    in a private mount namespace (tests/helpers/stale-apt-lists); apt-get
+    update and the download then go to Debian's archive for real.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    helper = Path(__file__).parent / "helpers" / "stale-apt-lists"
+    script = ("import sys; from pathlib import Path; from harness.build import kernel; "
+              "from harness.build.cache import Cache\n"
+              f"k = kernel.fetch_cloud(Cache(Path({str(tmp_path / 'cache')!r})), print)\n"
+              "print('fetched', k.image, k.version)")
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", str(helper), str(tmp_path / "apt"),
+                           sys.executable, "-c", script], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "apt-get download failed" in proc.stdout and "refreshing the package lists" in proc.stdout, proc.stdout
+    fetched = proc.stdout.splitlines()[-1].split()
+    assert fetched[0] == "fetched" and Path(fetched[1]).stat().st_size > 1_000_000, proc.stdout
