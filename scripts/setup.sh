@@ -35,6 +35,14 @@ log() { echo "setup: $*" >&2; }
 # The Docker engine for the container forms, unless one is installed already.
 command -v dockerd >/dev/null || PACKAGES+=(docker.io)
 
+# Package lists read long ago name versions the archive has since replaced,
+# and the cloud kernel is downloaded by version: refresh lists older than a day.
+updated=""
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*InRelease' -mmin -1440 2>/dev/null)" ]; then
+    log "refreshing the package lists (apt-get update)"
+    apt-get update -qq && updated=yes
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -42,7 +50,7 @@ done
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    [ -n "$updated" ] || apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/var/log/harness-setup-apt.log 2>&1 \
         || { tail -20 /var/log/harness-setup-apt.log >&2; exit 1; }
 fi

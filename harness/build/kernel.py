@@ -259,38 +259,26 @@ def cloud_package() -> tuple[str, str]:
     return name, m.group(1)
 
 
-class _StaleLists(Exception):
-    """apt-get download failed: the package lists may name a version the archive no longer has."""
-
-
 def _download(name: str, version: str, work: Path, log: Path) -> None:
+    """apt-get download, with a first line that names the usual cause of its failure.
+
+    Lists read days ago can name a version the archive has since replaced (a
+    404). The harness does not refresh them itself: it writes nothing outside
+    its results and cache folders.
+    """
     try:
         _run(["apt-get", "download", f"{name}={version}"], work, log, "apt-get download")
     except BuildFailed as exc:
-        if os.geteuid() != 0:
-            raise BuildFailed(f"{exc} (stale package lists? run apt-get update as root)") from None
-        raise _StaleLists(str(exc)) from None
+        if re.search(r"\b404\s+Not Found", str(exc)):
+            cause = ("404, the archive no longer has this version: this machine's package lists "
+                     "are stale; run apt-get update (scripts/setup.sh does)")
+        else:
+            cause = "is Debian's archive reachable? (the error follows)"
+        raise BuildFailed(f"apt-get download {name}={version} failed: {cause}\n{exc}") from None
 
 
 def fetch_cloud(cache: Cache, progress: Callable[[str], None]) -> Kernel:
-    """Debian's generic cloud kernel: apt-get download + dpkg -x into the cache, once.
-
-    Lists read days ago can name a version the archive has since replaced, so
-    a failed download refreshes them (apt-get update) and tries once more.
-    """
-    try:
-        return _fetch_cloud(cache, progress)
-    except _StaleLists as exc:
-        progress(f"kernel: apt-get download failed ({exc.args[0].splitlines()[0]}); "
-                 f"refreshing the package lists (apt-get update) and retrying once")
-    steps.run(["apt-get", "update", "-qq"], "apt-get update")
-    try:
-        return _fetch_cloud(cache, progress)
-    except _StaleLists as exc:
-        raise BuildFailed(exc.args[0]) from None
-
-
-def _fetch_cloud(cache: Cache, progress: Callable[[str], None]) -> Kernel:
+    """Debian's generic cloud kernel: apt-get download + dpkg -x into the cache, once."""
     if shutil.which("dpkg") is None:
         raise Unavailable("dpkg not found: the cloud kernel is unpacked with dpkg -x")
     name, version = cloud_package()
