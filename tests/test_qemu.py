@@ -248,3 +248,46 @@ def test_a_killed_owners_temp_dir_is_swept_and_a_live_ones_is_not(probe: qemu.Pr
         assert live.tmp is not None and live.tmp.parent == tmp_path
         assert set(qemu.sweep_stale_dirs((tmp_path,))) == {killed_dir, orphan}
         assert live.tmp.exists() and live.alive()
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("end", ["quit", "killed"])
+def test_qemu_going_away_under_qmp_prints_nothing(probe: qemu.ProbeGuest, end: str, capfd: pytest.CaptureFixture) -> None:
+    """QEMU closing the QMP socket (quit, or killed by a signal) must not make asyncio print a
+    traceback ("exception was never retrieved"): an interrupted run's stderr stays clean."""
+    import gc
+
+    for _ in range(3):
+        with qemu.QemuProcess(qemu.probe_spec(probe, TCG, stay=True)) as q:
+            assert q.wait_for(lambda s: qemu.PROBE_MARKER in s, time.monotonic() + 60) is not None
+            assert q.qmp("query-status")["status"] == "running"
+            if end == "killed":
+                q.proc.kill()  # type: ignore[union-attr]
+                q.proc.wait(10)  # type: ignore[union-attr]
+                time.sleep(0.2)  # the library's reader sees EOF
+        gc.collect()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "never retrieved" not in err, err
+
+
+def test_an_unretrieved_connection_loss_is_not_printed_but_other_errors_are(caplog: pytest.LogCaptureFixture) -> None:
+    """The QMP library keeps its reader's EOF in a future that only disconnect() retrieves; an
+    interrupt can abandon that (a connect cut short). asyncio would print it as a traceback on
+    an interrupted run's stderr; a real error still is printed."""
+    import asyncio
+    import gc
+
+    loop = qemu._QmpLoop()
+
+    async def failing(exc: BaseException) -> None:
+        future = asyncio.get_running_loop().create_future()
+        future.set_exception(exc)  # never retrieved: reported when collected
+
+    for exc in (EOFError(), ConnectionResetError(104, "reset"), ValueError("a real bug")):
+        loop.run(failing(exc), 5.0)
+    loop.close()
+    gc.collect()
+    # asyncio reports through logging ("asyncio"); without a handler Python prints it to stderr
+    reported = [(r.getMessage().splitlines()[0], r.exc_info[0] if r.exc_info else None)
+                for r in caplog.records if r.name == "asyncio"]
+    assert reported == [("Future exception was never retrieved", ValueError)], reported

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import logging
 import os
 import re
 import shutil
@@ -58,6 +59,10 @@ PROBE_MARKER = "harness-probe-ok"
 PROBE_INIT_SOURCE = Path(__file__).with_name("probe_init.c")
 # Bump when the probe guest or its judgement changes, to drop cached verdicts.
 PROBE_RECIPE = "probe-v3"
+
+# The QMP library logs each refused connect (QEMU not listening yet, or gone) at ERROR, and
+# Python prints those on stderr; the harness retries and reports a real failure itself.
+logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 CONSOLE_KEEP_LINES = 5000
 
 
@@ -292,11 +297,27 @@ def kill_all(tag: str | None = None) -> int:
 atexit.register(kill_all)
 
 
+def _quiet_when_qemu_is_gone(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """QEMU quitting (or killed) closes the QMP socket under the library's reader task; that
+    EOF is how every guest ends, not an error to print. Anything else goes to the default."""
+    if isinstance(context.get("exception"), (EOFError, ConnectionError, BrokenPipeError)):
+        return
+    loop.default_exception_handler(context)
+
+
+async def _cancel_the_rest() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class _QmpLoop:
     """A private asyncio loop in a thread, so synchronous callers can use QMPClient."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(_quiet_when_qemu_is_gone)
         self.thread = threading.Thread(target=self.loop.run_forever, name="qmp-loop", daemon=True)
         self.thread.start()
         self.client: QMPClient | None = None
@@ -311,6 +332,10 @@ class _QmpLoop:
             except Exception:
                 pass
             self.client = None
+        try:
+            self.run(_cancel_the_rest(), 2.0)  # nothing left pending to complain when collected
+        except Exception:
+            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(2.0)
         if not self.thread.is_alive():
