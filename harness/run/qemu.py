@@ -59,11 +59,11 @@ PROBE_MARKER = "harness-probe-ok"
 PROBE_INIT_SOURCE = Path(__file__).with_name("probe_init.c")
 # Bump when the probe guest or its judgement changes, to drop cached verdicts.
 PROBE_RECIPE = "probe-v3"
+CONSOLE_KEEP_LINES = 5000
 
 # The QMP library logs each refused connect (QEMU not listening yet, or gone) at ERROR, and
 # Python prints those on stderr; the harness retries and reports a real failure itself.
 logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
-CONSOLE_KEEP_LINES = 5000
 
 
 # --------------------------------------------------------------------------- guest description
