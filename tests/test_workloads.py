@@ -59,3 +59,23 @@ def test_semantic_errors_name_the_key(tmp_path, toml, message):
     _write(tmp_path, "w", toml)
     with pytest.raises(UsageError, match=message):
         workloads.load("w", tmp_path)
+
+
+def test_a_copied_workload_builds_under_its_own_name(tmp_path):
+    """builds/hello copied as hello2 (the README's way to add a workload): the same sources give
+    the same binary, and each workload's build holds the file under its own name."""
+    import shutil
+
+    from harness.build import binary
+    from harness.build.cache import Cache
+
+    builds = Path(workloads.default_builds_dir())
+    mine = tmp_path / "builds"
+    shutil.copytree(builds / "common", mine / "common")
+    shutil.copytree(builds / "hello", mine / "hello")
+    shutil.copytree(builds / "hello", mine / "hello2")
+    cache = Cache(tmp_path / "cache")
+    first = binary.build(workloads.load("hello", mine), cache)
+    second = binary.build(workloads.load("hello2", mine), cache)
+    assert first.path.name == "hello" and second.path.name == "hello2" and second.path.is_file()
+    assert first.sha256 == second.sha256

@@ -66,7 +66,9 @@ def build(workload: Workload, cache: Cache) -> Binary:
     cc = compiler_for(workload.link)
     flags = tuple(BASE_CFLAGS + LINK_FLAGS[workload.link] + list(workload.cflags))
     common = sorted((workload.directory.parent / "common").glob("*.h"))
-    key = digest(compiler_version(cc), " ".join(flags), *workload.source_paths(), *common)[:24]
+    # The name too: the entry holds the binary under the workload's name, and a copied
+    # workload (same sources, new name) must not find another workload's entry.
+    key = digest(workload.name, compiler_version(cc), " ".join(flags), *workload.source_paths(), *common)[:24]
     with cache.entry("bin", key) as entry:
         if not entry.hit:
             assert entry.work is not None
