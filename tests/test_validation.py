@@ -179,3 +179,28 @@ def test_empty_builds_folder_says_what_a_workload_is(tmp_path: Path, leak_check:
     proc = harness(["run", "--matrix", "all", "--builds", str(empty), "--out", str(tmp_path / "out")],
                    leak_check, timeout=60)
     assert_usage_error(proc, f"no workloads in {empty}", "workload.toml")
+
+
+@pytest.mark.parametrize("blocked", ["a file named results", "a read-only folder"])
+def test_an_unwritable_default_results_folder_is_one_line(blocked: str, tmp_path: Path,
+                                                          leak_check: LeakCheck) -> None:
+    """Without --out the run goes to ./results/<stamp>/: a current folder where that cannot be made
+    is refused like a bad --out, before anything is built."""
+    import sys
+
+    here = tmp_path / "here"
+    here.mkdir()
+    if blocked == "a file named results":
+        (here / "results").write_text("not a folder")
+        mounted = False
+    else:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(here)], check=True)
+        mounted = True
+    try:
+        proc = subprocess.run([sys.executable, "-m", "harness", "run", "--matrix", "hello:scratch", "--reps", "1"],
+                              cwd=here, env=leak_check.env(), capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(here)], check=True)
+    assert_usage_error(proc, "cannot make a run folder in", "pass --out DIR")

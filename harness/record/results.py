@@ -47,14 +47,18 @@ def utc_now() -> str:
 def new_run_dir(base: Path) -> Path:
     """results/<UTC timestamp>/, with a suffix if that folder already exists."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base.mkdir(parents=True, exist_ok=True)
-    for i in range(1000):
-        candidate = base / (stamp if i == 0 else f"{stamp}-{i}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        for i in range(1000):
+            candidate = base / (stamp if i == 0 else f"{stamp}-{i}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise UsageError(f"cannot make a run folder in {base.absolute()} ({exc.strerror or exc}); run from "
+                         f"a writable folder or pass --out DIR") from None
     raise UsageError(f"cannot create a run folder in {base}; remove old runs or pass --out")
 
 
