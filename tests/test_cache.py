@@ -49,3 +49,33 @@ def test_remove_tree_detaches_mounts_first(tmp_path: Path) -> None:
     assert mounts_under(work) == [work / "rootfs" / "proc"]
     assert remove_tree(work) and not work.exists()
     assert mounts_under(tmp_path) == []
+
+
+def test_sweep_kills_a_killed_harness_build_steps_before_removing_their_folder(tmp_path: Path) -> None:
+    """SIGKILL on the harness leaves its build step running (mmdebstrap chrooted in the work
+    folder, its apt and dpkg children, make in the kernel tree): the sweep stops them first."""
+    import os
+    import shutil
+    import time
+
+    import psutil
+
+    cache = Cache(tmp_path / "cache")
+    work = cache.dir("kind") / ".orphan.abc123"
+    work.mkdir()
+    shutil.copy2("/bin/busybox", work / "busybox")
+    # a step in its own session whose parent is gone: a shell working in the folder, a child of
+    # it working from elsewhere but writing into the folder, and a process chrooted into it
+    step = subprocess.Popen(
+        ["sh", "-c", f"(cd /; while :; do echo x >> {work}/log; sleep 0.1; done) & "
+                     f"chroot {work} /busybox sleep 600 & wait"],
+        cwd=work, start_new_session=True, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while len(psutil.Process(step.pid).children(recursive=True)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tree = [psutil.Process(step.pid), *psutil.Process(step.pid).children(recursive=True)]
+    assert any(os.readlink(f"/proc/{p.pid}/root") == str(work) for p in tree), "one is chrooted in the folder"
+    removed = cache.sweep_stale_work()
+    step.wait(10)  # reap the shell; its children were adopted by init
+    assert removed == [work] and not work.exists()
+    assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

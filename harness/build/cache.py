@@ -12,12 +12,16 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 
 def default_cache_dir() -> Path:
@@ -98,6 +102,7 @@ class Cache:
                 except BlockingIOError:
                     continue  # a build is filling it right now
                 try:
+                    stop_users(work)  # a killed harness's build steps (mmdebstrap, make) live on
                     if remove_tree(work):
                         removed.append(work)
                 finally:
@@ -138,6 +143,42 @@ def mounts_under(path: Path) -> list[Path]:
     except OSError:
         pass
     return found
+
+
+def _inside(candidate: str, root: str) -> bool:
+    return candidate == root or candidate.startswith(root + "/")
+
+
+def users_of(path: Path) -> list[psutil.Process]:
+    """Processes working in path: their cwd or root (a chroot) inside it, or path on their command line."""
+    root = os.path.realpath(path)
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.pid == os.getpid():
+                continue
+            places = [proc.cwd(), os.readlink(f"/proc/{proc.pid}/root")]
+            if any(_inside(p, root) for p in places) or any(root in arg for arg in proc.info["cmdline"] or []):
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def stop_users(path: Path, timeout_s: float = 10.0) -> int:
+    """Kill the build steps still working in an abandoned work folder, and what they started
+    (apt's download methods run elsewhere), before the folder is removed under them."""
+    users = users_of(path)
+    for proc in users:
+        try:
+            for victim in [proc, *proc.children(recursive=True)]:
+                victim.send_signal(signal.SIGKILL)
+        except psutil.Error:
+            continue
+    deadline = time.monotonic() + timeout_s
+    while users_of(path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return len(users)
 
 
 def remove_tree(path: Path) -> bool:
