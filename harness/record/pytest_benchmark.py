@@ -63,7 +63,7 @@ def export(results: dict[str, Any]) -> dict[str, Any]:
                 "accelerator": d.get("accelerator"), "emulated": is_emulated(c), "stand_in": is_stand_in(c),
             },
             "options": {"disable_gc": False, "timer": "time.monotonic", "min_rounds": settings.get("reps"),
-                        "max_time": settings.get("timeout_s"), "min_time": 0, "warmup": settings.get("warmup", 0) > 0},
+                        "max_time": settings.get("timeout_s"), "min_time": 0, "warmup": (settings.get("warmup") or 0) > 0},
             "stats": _stats(data),
         })
     return {

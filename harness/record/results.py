@@ -169,33 +169,110 @@ def load(path: Path) -> dict[str, Any]:
     return migrate.upgrade(data, path)
 
 
+class _Damaged(Exception):
+    """What is wrong with one value, said as 'has KEY = VALUE, not WHAT'."""
+
+
+def _number(value: Any, key: str, minimum: float | None = 0.0) -> None:
+    """None, or a finite number (not a bool) at or above minimum."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _Damaged(f"has {key} = {value!r}, not a finite number")
+    if minimum is not None and value < minimum:
+        raise _Damaged(f"has {key} = {value!r}, below {minimum:g}")
+
+
+def _kind(value: Any, key: str, types: tuple[type, ...], what: str) -> None:
+    if value is not None and not isinstance(value, types):
+        raise _Damaged(f"has {key} = {str(value)[:40]!r}, not {what}")
+
+
+def _numbers(mapping: Any, key: str, minimum: float | None = 0.0) -> None:
+    """An object of numbers (size, memory figures, phases), or None."""
+    _kind(mapping, key, (dict,), "an object")
+    for name, value in (mapping or {}).items():
+        _number(value, f"{key}.{name}", minimum)
+
+
+def _check_sample(sample: dict[str, Any]) -> None:
+    for key in ("boot_s", "memory_bytes"):
+        _number(sample.get(key), key)
+    _numbers(sample.get("memory"), "memory")
+    _numbers(sample.get("phases"), "phases", minimum=None)  # differences of timestamps
+    _kind(sample.get("details"), "details", (dict,), "an object")
+    _kind(sample.get("memory_source"), "memory_source", (str,), "text")
+
+
+def _check_cell(cell: dict[str, Any]) -> None:
+    if cell.get("status") not in STATUSES:
+        raise _Damaged(f"has status {cell.get('status')!r}, not one of {', '.join(STATUSES)}")
+    for key in ("reason", "memory_source", "binary_sha256", "family"):
+        _kind(cell.get(key), key, (str,), "text")
+    for key in ("details", "binary"):
+        _kind(cell.get(key), key, (dict,), "an object")
+    for key in ("samples", "warmup", "warnings", "failures"):
+        _kind(cell.get(key), key, (list,), "a list")
+    for n, warning in enumerate(cell.get("warnings") or [], 1):
+        _kind(warning, f"warning {n}", (str,), "text")
+    _numbers(cell.get("size"), "size")
+    _number(cell.get("build_s"), "build_s")
+    _kind(cell.get("summary"), "summary", (dict,), "an object")
+    for metric, stats in (cell.get("summary") or {}).items():
+        _numbers(stats, f"summary.{metric}", minimum=None)
+    for group in ("samples", "warmup"):
+        what = "sample" if group == "samples" else "warm-up"
+        for n, sample in enumerate(cell.get(group) or [], 1):
+            if not isinstance(sample, dict):
+                raise _Damaged(f"has {what} {n} = {str(sample)[:40]!r}, not an object")
+            try:
+                _check_sample(sample)
+            except _Damaged as exc:
+                raise _Damaged(f"{what} {n} {exc}") from None
+
+
+def _check_top(env: dict[str, Any], settings: dict[str, Any]) -> None:
+    for key in ("tools", "git"):
+        _kind(env.get(key), f"environment.{key}", (dict,), "an object")
+    _kind((env.get("git") or {}).get("commit"), "environment.git.commit", (str,), "text")
+    _kind(env.get("accelerators"), "environment.accelerators", (list,), "a list")
+    for n, accel in enumerate(env.get("accelerators") or [], 1):
+        if not isinstance(accel, str):
+            raise _Damaged(f"has environment.accelerators {n} = {accel!r}, not text")
+    for key in ("reps", "warmup", "timeout_s"):
+        _number(settings.get(key), f"settings.{key}")
+    _kind(settings.get("merged_from"), "settings.merged_from", (list,), "a list")
+    for n, merged in enumerate(settings.get("merged_from") or [], 1):
+        _kind(merged, f"settings.merged_from {n}", (dict,), "an object")
+
+
 def check_shape(data: dict[str, Any], path: Path) -> None:
-    """The parts every reader relies on, so a damaged file is one clear error, not a KeyError."""
+    """The parts every reader relies on, with their types, so that a damaged or hand-edited file
+    is one clear error naming the value, not a traceback or a silently wrong figure."""
+    for key in ("environment", "settings"):
+        if not isinstance(data.get(key, {}), dict):
+            raise UsageError(f"{path}: {key} is not an object; the file is damaged (restore it or run again)")
+    try:
+        _check_top(data.get("environment") or {}, data.get("settings") or {})
+    except _Damaged as exc:
+        raise UsageError(f"{path}: {exc}; the file is damaged (restore it or run again)") from None
     cells = data.get("cells")
     if not isinstance(cells, list):
         raise UsageError(f"{path} has no list of cells; it is not a complete harness results file")
+    seen: dict[tuple[str, str], int] = {}
     for i, cell in enumerate(cells, 1):
         if not isinstance(cell, dict):
             raise UsageError(f"{path}: cell {i} is not an object; the file is damaged")
         for key in ("workload", "form"):
             if not isinstance(cell.get(key), str):
                 raise UsageError(f"{path}: cell {i} has no {key!r}; the file is damaged")
-        if cell.get("status") not in STATUSES:
-            raise UsageError(f"{path}: cell {i} ({cell['workload']}:{cell['form']}) has status "
-                             f"{cell.get('status')!r}, not one of {', '.join(STATUSES)}")
+        name = (cell["workload"], cell["form"])
         where = f"{path}: cell {i} ({cell['workload']}:{cell['form']})"
-        for key in ("samples", "warmup"):
-            if not isinstance(cell.get(key, []), list):
-                raise UsageError(f"{where} has {key} that is not a list; the file is damaged")
-        for key in ("size", "details", "summary"):
-            if not isinstance(cell.get(key) or {}, dict):
-                raise UsageError(f"{where} has {key} that is not an object; the file is damaged")
-        for n, sample in enumerate(cell.get("samples", []) + cell.get("warmup", []), 1):
-            if not isinstance(sample, dict):
-                raise UsageError(f"{where}: sample {n} is not an object; the file is damaged")
-            for key in ("boot_s", "memory_bytes"):
-                value = sample.get(key)
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                          or not math.isfinite(value)):
-                    raise UsageError(f"{where}: sample {n} has {key} = {value!r}, not a finite number; "
-                                     f"the file is damaged")
+        if name in seen:
+            raise UsageError(f"{where} is also cell {seen[name]}; the file is damaged (a run measures "
+                             f"each cell once; use `harness merge` to join runs)")
+        seen[name] = i
+        try:
+            _check_cell(cell)
+        except _Damaged as exc:
+            raise UsageError(f"{where} {exc}; the file is damaged (restore it or run again)") from None
