@@ -192,3 +192,16 @@ def test_signal_during_the_kvm_probe_stops_it_cleanly(kvm: str, tmp_path: Path, 
         run.kill()
     assert code == 130 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert not marked_qemu_pids(leak_check.marker)
+
+
+def test_an_unusable_cache_is_a_usage_error_not_a_guess(tmp_path: Path, leak_check: LeakCheck) -> None:
+    """doctor keeps its probe guest and verdict in the cache: one it cannot use is refused, rather
+    than reporting 'can run' without having booted anything."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    proc = harness(["doctor", "--forms", "vm", "--cache", str(blocker)], leak_check, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr.startswith(f"harness: error: cannot use {blocker} as the build cache (a file, not a folder)")
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    skipped = harness(["doctor", "--forms", "scratch", "--no-probe", "--cache", str(blocker)], leak_check, timeout=60)
+    assert skipped.returncode == 0, "with --no-probe the cache is not used"

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psutil
 
+from harness.errors import UsageError
+
 
 def default_cache_dir() -> Path:
     env = os.environ.get("HARNESS_CACHE")
@@ -143,6 +145,17 @@ def mounts_under(path: Path) -> list[Path]:
     except OSError:
         pass
     return found
+
+
+def require_writable(cache_dir: Path) -> None:
+    """The build cache must take files before anything is built into it (run, doctor's probe)."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=cache_dir).close()
+    except OSError as exc:
+        why = "a file, not a folder" if cache_dir.exists() and not cache_dir.is_dir() else exc.strerror
+        raise UsageError(f"cannot use {cache_dir} as the build cache ({why}); pass --cache DIR "
+                         f"or set HARNESS_CACHE to a writable folder") from None
 
 
 def _inside(candidate: str, root: str) -> bool:

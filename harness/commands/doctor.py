@@ -8,7 +8,7 @@ import sys
 from tabulate import tabulate
 
 from harness import forms as form_registry
-from harness.build.cache import Cache, default_cache_dir
+from harness.build.cache import Cache, default_cache_dir, require_writable
 from harness.commands import path
 from harness.errors import UsageError
 from harness.run import doctor
@@ -74,11 +74,13 @@ def render(checks: list[doctor.Check], verdicts: list[doctor.FormVerdict]) -> st
 def main(args: argparse.Namespace) -> int:
     asked = parse_forms(args.forms) if args.forms is not None else None
     names = asked or doctor.all_forms()
-    if any(f in ("vm", "lupine", "unikraft") for f in names) and not args.no_probe:
-        print("doctor: probing whether KVM boots a guest (cached after the first time)...",
-              file=sys.stderr, flush=True)
-    checks, verdicts = doctor.diagnose(names, Cache(args.cache or default_cache_dir()),
-                                       probe=not args.no_probe)
+    cache_dir = args.cache or default_cache_dir()
+    if not args.no_probe:
+        require_writable(cache_dir)  # the probe's guest and verdict are kept there
+        if any(f in ("vm", "lupine", "unikraft") for f in names):
+            print("doctor: probing whether KVM boots a guest (cached after the first time)...",
+                  file=sys.stderr, flush=True)
+    checks, verdicts = doctor.diagnose(names, Cache(cache_dir), probe=not args.no_probe)
     print(render(checks, verdicts))
     if asked and any(not v.runnable for v in verdicts):
         return EXIT_CANNOT_RUN

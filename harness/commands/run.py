@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import tempfile
 from pathlib import Path
 
 from harness import forms as form_registry
 from harness import workloads
-from harness.build.cache import default_cache_dir
+from harness.build.cache import default_cache_dir, require_writable
 from harness.commands import path
 from harness.commands.bases import REF_RE
 from harness.errors import UsageError
@@ -108,22 +107,12 @@ def validate(args: argparse.Namespace) -> RunSettings:
     if any(form_registry.get(c.form).family == "container" for c in cells) and not engine.reachable():
         raise UsageError(engine.engine_hint())
     cache_dir = args.cache or default_cache_dir()
-    writable_cache(cache_dir)
+    require_writable(cache_dir)
     return RunSettings(
         cells=cells, out_dir=args.out or Path("results"), cache_dir=cache_dir,
         reps=args.reps, warmup=args.warmup, timeout_s=args.timeout, allow_standins=args.allow_stand_ins,
         builds_dir=args.builds, options=options, matrix_spec=args.matrix, quiet=args.quiet,
     )
-
-
-def writable_cache(cache_dir: Path) -> None:
-    """The build cache must take files before anything is built into it."""
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=cache_dir).close()
-    except OSError as exc:
-        raise UsageError(f"cannot use {cache_dir} as the build cache ({exc.strerror}); pass --cache DIR "
-                         f"or set HARNESS_CACHE to a writable folder") from None
 
 
 def main(args: argparse.Namespace) -> int:
