@@ -41,3 +41,22 @@ def test_duplicates_collapse():
 def test_malformed_specs(spec, message):
     with pytest.raises(UsageError, match=message):
         parse(spec)
+
+
+def test_a_workload_named_like_a_form_is_never_silently_taken_for_one(tmp_path):
+    """builds/scratch/ beside the form scratch: a bare 'scratch' is ambiguous and refused with the
+    two spellings that are not; those work."""
+    import shutil
+    from pathlib import Path
+
+    from harness import workloads
+
+    builds = Path(workloads.default_builds_dir())
+    mine = tmp_path / "builds"
+    shutil.copytree(builds / "common", mine / "common")
+    shutil.copytree(builds / "hello", mine / "hello")
+    shutil.copytree(builds / "hello", mine / "scratch")
+    with pytest.raises(UsageError, match="'scratch' is both a workload and a form; write scratch:all"):
+        parse("scratch", mine)
+    assert [str(c) for c in parse("scratch:alpine", mine)] == ["scratch:alpine"]
+    assert [str(c) for c in parse("hello,scratch:scratch", mine)] == ["hello:scratch", "scratch:scratch"]

@@ -61,6 +61,11 @@ def parse(spec: str, builds_dir: Path | None = None) -> list[Cell]:
             cells += [Cell(w, f) for w in wl for f in form_list]
             continue
         names = _names(item, item)
+        for name in names:
+            if name in known_workloads and _expand_forms(name) is not None:
+                raise UsageError(f"{name!r} is both a workload and a form; write {name}:all for the "
+                                 f"workload in every form, or WORKLOADS:{name} (e.g. hello,http:{name}) for "
+                                 f"the form, or rename the workload's folder")
         wl_part = [n for n in names if n in known_workloads]
         form_part = [n for n in names if n not in known_workloads]
         form_list = [f for name in form_part for f in _forms_or_error(name, known_workloads)]
