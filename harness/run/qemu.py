@@ -702,7 +702,8 @@ def probe_accelerator(cache: Cache, requested: str = "auto", timeout_s: float = 
         return tcg("requested by the user (accel=tcg)")
     verdict = _kvm_verdict(cache, timeout_s, progress)
     if verdict.name != "kvm" and requested == "kvm":
-        raise Unavailable(f"accel=kvm requested but KVM cannot boot a guest here: {verdict.reason}")
+        raise Unavailable(f"--accel kvm was asked for, but {verdict.reason}; use --accel auto (TCG, "
+                          f"marked emulated) or a host where KVM works")
     return verdict
 
 
