@@ -204,3 +204,20 @@ def test_an_unwritable_default_results_folder_is_one_line(blocked: str, tmp_path
         if mounted:
             subprocess.run(["umount", str(here)], check=True)
     assert_usage_error(proc, "cannot make a run folder in", "pass --out DIR")
+
+
+def test_small_input_gaps_are_one_line_errors(tmp_path: Path, leak_check: LeakCheck) -> None:
+    """An empty --metrics, a guest bigger than the host, a run merged with itself."""
+    import json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"schema_version": 2, "cells": []}))
+    assert_usage_error(harness(["report", str(run), "--metrics", ""], leak_check, timeout=60),
+                       "empty name in --metrics ''")
+    assert_usage_error(harness(["run", "--matrix", "hello:lupine", "--memory", "100000Gi",
+                                "--out", str(tmp_path / "out")], leak_check, timeout=60),
+                       "--memory 100000Gi is more than this host's", "GiB")
+    assert not (tmp_path / "out").exists()
+    assert_usage_error(harness(["merge", str(run), str(run / "results.json"), "--out", str(tmp_path / "m")],
+                               leak_check, timeout=60), "is given twice; pass each run once")

@@ -70,7 +70,7 @@ def get(name: str) -> Metric:
 
 def parse_list(text: str | None, default: Sequence[str] = DEFAULT) -> list[Metric]:
     """`--metrics size,boot` -> metrics in the order given, each once."""
-    names = [n.strip() for n in text.split(",")] if text else list(default)
+    names = [n.strip() for n in text.split(",")] if text is not None else list(default)
     if any(not n for n in names):
         raise UsageError(f"empty name in --metrics {text!r}; e.g. --metrics size,boot,memory")
     picked: list[Metric] = []

@@ -24,11 +24,15 @@ REF_RE = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bases", help="manage base images for the container forms")
+    p = sub.add_parser("bases", help="manage base images for the container forms",
+                       epilog="exit codes: 0 done, 2 bad input (or the engine is unreachable), 130 interrupted")
     bsub = p.add_subparsers(dest="bases_command", required=True, metavar="COMMAND")
     imp = bsub.add_parser("import", help="import a rootfs tarball as a base image",
                           description="Import a root filesystem tarball (e.g. Alpine's minirootfs "
-                                      ".tar.gz) into the Docker engine as NAME.")
+                                      ".tar.gz) into the Docker engine as NAME.",
+                          epilog="exit codes: 0 imported, 2 bad input (a tarball that is not a root "
+                                 "filesystem, NAME taken without --replace, the engine unreachable), "
+                                 "130 interrupted")
     imp.add_argument("name", metavar="NAME", help="image reference, e.g. alpine:3.20")
     imp.add_argument("rootfs", type=path, metavar="ROOTFS.tar.gz", help="the rootfs tarball")
     imp.add_argument("--replace", action="store_true", help="replace an image already under NAME")

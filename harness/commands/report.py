@@ -21,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="print the tables of a saved run",
                        description="Print the table of a run folder (or its results.json) as markdown, "
                                    "a GitHub job summary, LaTeX (booktabs), CSV (one row per sample), "
-                                   "JSON, HTML, or pytest-benchmark JSON.")
+                                   "JSON, HTML, or pytest-benchmark JSON.",
+                       epilog="exit codes: 0 printed (or written with --output), 2 bad input or a "
+                              "damaged results file, 130 interrupted")
     p.add_argument("run", type=path, metavar="DIR", help="a run folder made by harness run")
     p.add_argument("--format", default="markdown", metavar="FORMAT",
                    help=f"one of {', '.join(FORMAT_CHOICES)} (default markdown)")

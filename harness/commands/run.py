@@ -7,6 +7,8 @@ import math
 import sys
 from pathlib import Path
 
+import psutil
+
 from harness import forms as form_registry
 from harness import workloads
 from harness.build.cache import default_cache_dir, require_writable
@@ -94,6 +96,10 @@ def validate(args: argparse.Namespace) -> RunSettings:
         if memory < MIN_MEMORY_MIB * 1024**2:
             raise UsageError(f"--memory {args.memory} is below what a guest can boot in; "
                              f"give at least {MIN_MEMORY_MIB}Mi (e.g. --memory 64Mi)")
+        host = psutil.virtual_memory().total
+        if memory > host:
+            raise UsageError(f"--memory {args.memory} is more than this host's {host / 1024**3:.1f} GiB; "
+                             f"give a guest less (e.g. --memory 512Mi)")
         # Judged on the whole matrix, so every shard of it records the same settings.
         if any(form_registry.get(c.form).family != "container" for c in whole_matrix):
             options["memory"] = memory
