@@ -54,6 +54,8 @@ class AlpineForm(ContainerForm):
                 f"or pass --allow-stand-ins"
             )
         standin_ref = ensure_standin(client, ctx)
+        ctx.progress(f"alpine: {pull_error[:120]}; using the offline stand-in {standin_ref} "
+                     f"(marked alpine* in every table)")
         return standin_ref, {
             "base": standin_ref,
             "stand_in": True,

@@ -203,7 +203,7 @@ def render_json(results: dict[str, Any], opts: Options = Options()) -> str:
             "cell": cell_key(c), "workload": c["workload"], "form": c["form"], "status": c["status"],
             "reason": c.get("reason"), "marks": cell_marks(c), "emulated": is_emulated(c),
             "stand_in": is_stand_in(c), "measured_with": measured_with(c),
-            "memory_source": c.get("memory_source"), "metrics": {},
+            "memory_source": c.get("memory_source"), "warnings": list(c.get("warnings") or []), "metrics": {},
         }
         for m in opts.metrics:
             s = m.summary(c)
