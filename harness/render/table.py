@@ -134,6 +134,7 @@ def memory_note(cells: list[dict[str, Any]]) -> str:
         for source in sources if isinstance(sources, list) else [sources]:
             by_source.setdefault(source, []).append(f"{c['workload']}:{c['form']}")
     if not by_source:
-        return "no memory figure was measured"
+        # failed cells show no figure, even the samples an interrupted one kept (results.json has them)
+        return "no cell here shows a memory figure"
     return "; ".join(f"{MEMORY_SOURCES.get(src, src) if src else 'a figure whose kind the file does not record'}"
                      f" for {', '.join(names)}" for src, names in by_source.items())
