@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.analyse.metrics import METRICS
+
 from harness.commands.report import report
 from harness.render.units import column_unit, fmt_scaled
 
@@ -97,17 +99,22 @@ def test_json_round_trips() -> None:
     assert cells["hello:unikraft"]["metrics"]["boot_s"] is None
 
 
-def test_latex_compiles(tmp_path: Path) -> None:
+def test_latex_compiles_and_fits_the_page(tmp_path: Path) -> None:
+    """In a plain article (a paper's text width), with every metric: nothing runs off the page."""
     pdflatex = shutil.which("pdflatex")
     assert pdflatex, "pdflatex missing: scripts/setup.sh installs texlive-latex-base and -recommended"
-    body = report(RESULTS, "latex") + "\n" + report(RESULTS, "latex", "boot,size", True)
-    doc = ("\\documentclass{article}\n\\usepackage[margin=1cm,landscape]{geometry}\n"
-           "\\usepackage{booktabs}\n\\begin{document}\n" + body + "\\end{document}\n")
+    every = ",".join(m.name for m in METRICS)
+    body = (report(RESULTS, "latex") + "\n" + report(RESULTS, "latex", every) + "\n"
+            + report(RESULTS, "latex", "boot,size", True))
+    assert "needs \\usepackage{booktabs,graphicx}" in body
+    doc = "\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n" + body + "\\end{document}\n"
     (tmp_path / "t.tex").write_text(doc)
     proc = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp_path / "t.pdf").stat().st_size > 1000
+    log = (tmp_path / "t.log").read_text(errors="replace")
+    assert "Overfull \\hbox" not in log, log[log.find("Overfull"):][:600]
 
 
 def test_cli_unknown_format_is_one_line() -> None:

@@ -104,14 +104,18 @@ def tex_escape(text: str) -> str:
 
 
 def _tex_table(t: Table) -> str:
-    spec = "".join("r" if a == "right" else "l" for a in t.align)
+    # "measured with" is prose: a wrapping column. A table still wider than the text is scaled
+    # down to it (never up), so that it fits a paper's column.
+    spec = "".join(r"p{11em}" if h == "measured with" else "r" if a == "right" else "l"
+                   for h, a in zip(t.headers, t.align))
     lines = [r"\begin{table}[htbp]", r"\centering", r"\small"]
     if t.title:
         lines.append(rf"\caption{{{tex_escape(t.title)}}}")
-    lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+    lines += [r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
+              rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
               " & ".join(tex_escape(h) for h in t.headers) + r" \\", r"\midrule"]
     lines += [" & ".join(tex_escape(v) for v in row) + r" \\" for row in t.rows]
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}}"]
     if t.notes:
         lines.append(r"\par\medskip\footnotesize")
         lines += [r"\noindent " + tex_escape(n) + r"\par" for n in t.notes]
@@ -120,9 +124,9 @@ def _tex_table(t: Table) -> str:
 
 
 def render_latex(results: dict[str, Any], opts: Options = Options()) -> str:
-    """Table floats for a paper; the preamble needs \\usepackage{booktabs}."""
+    """Table floats for a paper; the preamble needs \\usepackage{booktabs,graphicx}."""
     body = "\n\n".join(_tex_table(t) for t in tables(results, opts))
-    return "% harness report; needs \\usepackage{booktabs}\n" + body + "\n"
+    return "% harness report; needs \\usepackage{booktabs,graphicx}\n" + body + "\n"
 
 
 # --- HTML -------------------------------------------------------------------------------
