@@ -37,6 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def glue_negative_values(argv: list[str]) -> list[str]:
+    """`--memory -5Mi` -> `--memory=-5Mi`: argparse takes a value that starts with '-' (and is not
+    a plain number) for an option and says only "expected one argument"; glued, the option's
+    own check names what is wrong with the value."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        following = argv[i + 1] if i + 1 < len(argv) else ""
+        if token.startswith("--") and "=" not in token and len(following) > 1 and following[0] == "-" \
+                and (following[1].isdigit() or following[1] == "."):
+            out.append(f"{token}={following}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def _stop(signum: int, frame: object) -> None:  # noqa: ARG001
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -47,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _stop)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(glue_negative_values(sys.argv[1:] if argv is None else argv))
         return int(args.func(args))
     except UsageError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)

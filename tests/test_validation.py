@@ -221,3 +221,16 @@ def test_small_input_gaps_are_one_line_errors(tmp_path: Path, leak_check: LeakCh
     assert not (tmp_path / "out").exists()
     assert_usage_error(harness(["merge", str(run), str(run / "results.json"), "--out", str(tmp_path / "m")],
                                leak_check, timeout=60), "is given twice; pass each run once")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--matrix", "hello:lupine", "--memory", "-5Mi"], "--memory '-5Mi' is not a size"),
+    (["run", "--matrix", "hello:scratch", "--reps", "-3"], "--reps"),
+    (["run", "--matrix", "hello:scratch", "--timeout", "-1"], "--timeout"),
+])
+def test_a_negative_value_gets_the_options_own_error(args: list[str], needle: str, tmp_path: Path,
+                                                      leak_check: LeakCheck) -> None:
+    """Not argparse's bare 'expected one argument': the value reaches the option's own check."""
+    proc = harness([*args, "--out", str(tmp_path / "out")], leak_check, timeout=60)
+    assert_usage_error(proc, needle)
+    assert "expected one argument" not in proc.stderr
