@@ -70,12 +70,24 @@ def test_sweep_kills_a_killed_harness_build_steps_before_removing_their_folder(t
         ["sh", "-c", f"(cd /; while :; do echo x >> {work}/log; sleep 0.1; done) & "
                      f"chroot {work} /busybox sleep 600 & wait"],
         cwd=work, start_new_session=True, stdin=subprocess.DEVNULL)
+    def tree() -> list[psutil.Process]:
+        return [psutil.Process(step.pid), *psutil.Process(step.pid).children(recursive=True)]
+
+    def chrooted() -> bool:
+        for p in tree():
+            try:
+                if os.readlink(f"/proc/{p.pid}/root") == str(work):
+                    return True
+            except OSError:
+                continue  # a short-lived `sleep 0.1` of the writer
+        return False
+
     deadline = time.monotonic() + 10
-    while len(psutil.Process(step.pid).children(recursive=True)) < 3 and time.monotonic() < deadline:
+    while not (chrooted() and (work / "log").exists()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    tree = [psutil.Process(step.pid), *psutil.Process(step.pid).children(recursive=True)]
-    assert any(os.readlink(f"/proc/{p.pid}/root") == str(work) for p in tree), "one is chrooted in the folder"
+    assert chrooted(), "one is chrooted in the folder"
+    steps = tree()
     removed = cache.sweep_stale_work()
     step.wait(10)  # reap the shell; its children were adopted by init
     assert removed == [work] and not work.exists()
-    assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not [p for p in steps if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

@@ -136,7 +136,10 @@ def test_a_file_that_is_not_text_is_one_line(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "results.json").write_bytes(b"\xff\xfe" + bytes(range(128, 256)))
-    for command in (["report", str(run)], ["compare", str(run), str(run)], ["merge", str(run), str(run),
-                                                                            "--out", str(tmp_path / "m")]):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.json").write_bytes((run / "results.json").read_bytes())
+    for command in (["report", str(run)], ["compare", str(run), str(other)], ["merge", str(run), str(other),
+                                                                              "--out", str(tmp_path / "m")]):
         proc = subprocess.run([sys.executable, "-m", "harness", *command], capture_output=True, text=True)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not text" in proc.stderr, proc.stderr
