@@ -40,12 +40,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import psutil
 from qemu.qmp import QMPClient
 
 from harness.build import initramfs, kernel, steps
-from harness.build.cache import Cache, digest
+from harness.build.cache import Cache, digest, users_of
 from harness.errors import BuildFailed, Unavailable, UsageError
+from harness.run import leftovers
 
 QEMU = "qemu-system-x86_64"
 ACCELERATORS = ("auto", "kvm", "tcg")
@@ -243,26 +243,21 @@ OWNER_FILE = "owner.json"
 
 def _claim_dir(folder: Path) -> None:
     """Write who owns a QEMU temp dir, so that sweep_stale_dirs() can tell a killed owner's."""
-    me = psutil.Process()
-    (folder / OWNER_FILE).write_text(json.dumps({"pid": me.pid, "started": me.create_time()}))
+    pid, started = leftovers.me()
+    (folder / OWNER_FILE).write_text(json.dumps({"pid": pid, "started": started}))
 
 
 def _dir_in_use(folder: Path) -> bool:
     try:
         owner = json.loads((folder / OWNER_FILE).read_text())
-        return abs(psutil.Process(owner["pid"]).create_time() - owner["started"]) < 1.0
-    except psutil.Error:
-        return False
+        return leftovers.process_alive(owner["pid"], owner["started"])
     except (OSError, ValueError, KeyError, TypeError):  # no owner file: in use while a QEMU names it
         try:
             if time.time() - folder.stat().st_mtime < 60:  # just made; its owner file comes next
                 return True
         except OSError:
             return False
-        for proc in psutil.process_iter(["cmdline"]):
-            if any(str(folder) in arg for arg in proc.info["cmdline"] or []):
-                return True
-        return False
+        return bool(users_of(folder))
 
 
 def sweep_stale_dirs(roots: tuple[Path, ...] = ()) -> list[Path]:
