@@ -62,7 +62,7 @@ def test_two_runs_at_once_share_the_cache_without_colliding(tmp_path: Path, leak
     def t(stamp: str) -> float:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
-    margin = 0.5  # registration comes a moment after 'created', release a moment before 'finished'
+    margin = 0.0  # a run is registered from before its "created" until after its "finished"
     warned = 0
     for doc in docs:
         cell = doc["cells"][0]
@@ -94,3 +94,33 @@ def test_a_busy_machine_is_warned_about(tmp_path: Path, leak_check: LeakCheck) -
     [cell] = leak_check.watch_results(tmp_path / "out" / "results.json")["cells"]
     assert cell["details"]["host_cpu_busy_before_percent"] > 20
     assert any("busy just before this cell" in w for w in cell["warnings"]), cell["warnings"]
+
+
+def test_a_run_that_begins_and_ends_during_a_cell_is_counted(tmp_path: Path) -> None:
+    """A short run wholly inside another run's cell is in neither snapshot, yet it disturbed the cell."""
+    import subprocess
+    import sys
+
+    from harness.run import leftovers
+    from harness.run.runner import Disturbance
+
+    me = f"cell-{uuid.uuid4().hex[:8]}"
+    short = f"short-{uuid.uuid4().hex[:8]}"
+    folder = leftovers.claim(me)
+    try:
+        before = Disturbance.look(me)
+        assert short not in before.others
+        subprocess.run([sys.executable, "-c",
+                        "import sys; from harness.run import leftovers as l; "
+                        "l.retire(sys.argv[1], l.claim(sys.argv[1]))", short], check=True, timeout=60)
+        assert short not in {o.run_id for o in leftovers.others_running(me)}, "it is gone by the end of the cell"
+        after = before.after(me)
+        assert short in after.others
+        assert any(short in w for w in after.warnings())
+        later = Disturbance.look(me)
+        assert short not in later.after(me).others, "a run that ended before a cell began did not disturb it"
+    finally:
+        leftovers.retire(me, folder)
+    assert not (leftovers.registry() / leftovers.ENDED / f"{short}.json").exists(), \
+        "once no run alive at its end is left, the note goes"
+    assert not (leftovers.registry() / leftovers.ENDED / f"{me}.json").exists()

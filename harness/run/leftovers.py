@@ -5,9 +5,10 @@ with SIGKILL (or a machine that loses power) cannot: its QEMU children die
 with it (parent-death signal), but its containers, parent cgroups, temp
 folders and half-built cache entries stay. So every run registers itself in
 one place per machine (/run/harness/<run id>.json: its process, start time,
-temp folder and results file) and keeps its temporary files in one folder of
-its own; its containers carry the same facts as labels. The next run removes
-whatever belongs to a run whose process is gone, through the same cleanup
+temp folder and results file; when it ends, a note of when, in
+/run/harness/ended, kept while a run that was alive then is still measuring)
+and keeps its temporary files in one folder of its own; its containers carry
+the same facts as labels. The next run removes whatever belongs to a run whose process is gone, through the same cleanup
 each form does at the end of a run, and marks that run's results file as
 interrupted. /run is emptied at boot, so after a power loss every
 registration is gone and every labelled container or harness cgroup is an
@@ -20,6 +21,7 @@ import json
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from harness.record.results import ResultsWriteError, write_atomic
 from harness.run import cgroup, engine
 
 TEMP_PREFIX = "harness-run-"
+ENDED = "ended"  # registry subfolder: when each run ended, so a run that began and ended during a cell is seen
 
 
 def registry() -> Path:
@@ -80,6 +83,34 @@ def claim(run_id: str, results: Path | None = None) -> Path:
     return folder
 
 
+def retire(run_id: str, folder: Path | None) -> None:
+    """Release a run that ends now, first noting when it ended.
+
+    The note is written before the registration goes, so a run looking at its
+    neighbours (live ones first, then ended ones) never misses this one.
+    """
+    ended = registry() / ENDED
+    try:
+        ended.mkdir(mode=0o755, exist_ok=True)
+        write_atomic(ended / f"{run_id}.json", {"run_id": run_id, "ended": time.time()})
+    except (OSError, ResultsWriteError):
+        pass  # without the note a neighbour's look may miss this run; the run itself is unharmed
+    release(run_id, folder)
+    _prune_ended()
+
+
+def _prune_ended() -> None:
+    """Drop the notes no live run can need: those of runs that ended before every live one began."""
+    live = [o.started for o in owners() if o.alive()]
+    oldest = min(live, default=float("inf"))
+    for entry in (registry() / ENDED).glob("*.json"):
+        try:
+            if json.loads(entry.read_text())["ended"] < oldest:
+                entry.unlink()
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+
+
 def release(run_id: str, folder: Path | None) -> None:
     """Remove a run's temp folder and its registration."""
     if folder is not None:
@@ -103,6 +134,19 @@ def owners() -> list[Owner]:
 def others_running(run_id: str) -> list[Owner]:
     """Other runs measuring on this machine right now: their load disturbs this run's figures."""
     return [o for o in owners() if o.run_id != run_id and o.alive()]
+
+
+def others_since(run_id: str, since: float) -> set[str]:
+    """Other runs alive at any moment from `since` (time.time()) until now, the short ones too."""
+    found = {o.run_id for o in others_running(run_id)}  # live ones first: see retire()
+    for entry in (registry() / ENDED).glob("*.json"):
+        try:
+            note = json.loads(entry.read_text())
+            if note["ended"] >= since and note["run_id"] != run_id:
+                found.add(str(note["run_id"]))
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+    return found
 
 
 def _mark_interrupted(results: str | None, by_run: str) -> None:

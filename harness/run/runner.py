@@ -97,9 +97,13 @@ def run(settings: RunSettings, results_path: Path) -> Results:
         allow_standins=settings.allow_standins, progress=progress, options=settings.options,
     )
     wants_engine = any(form_registry.get(c.form).family == "container" for c in settings.cells)
+    environment_now = environment.collect(include_engine=wants_engine)
+    # Registered before the results exist, so the run is visible to its neighbours for all of
+    # the time between the file's 'created' and 'finished'.
+    run_tmp = leftovers.claim(run_id, results_path)
     results = Results(
         path=results_path,
-        environment=environment.collect(include_engine=wants_engine),
+        environment=environment_now,
         settings={
             "matrix": settings.matrix_spec, "cells": [str(c) for c in settings.cells],
             "reps": settings.reps, "warmup": settings.warmup, "timeout_s": settings.timeout_s,
@@ -107,11 +111,14 @@ def run(settings: RunSettings, results_path: Path) -> Results:
             "run_id": run_id,
         },
     )
-    results.save()
+    try:
+        results.save()
+    except BaseException:
+        leftovers.retire(run_id, run_tmp)
+        raise
     used: dict[str, Form] = {}
     completed = False
     binaries: dict[str, binary_build.Binary | Exception] = {}
-    run_tmp = leftovers.claim(run_id, results_path)
     saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(run_tmp)  # every temp folder of the run in one
     try:
         with _signals_raise(progress):
@@ -124,7 +131,7 @@ def run(settings: RunSettings, results_path: Path) -> Results:
                     progress(f"warning: {line}")
                 record = measure_cell(cell, form, ctx, settings, binaries)
                 record["details"]["host_cpu_busy_before_percent"] = before.busy_percent
-                record["warnings"] += before.joined(Disturbance.look(run_id, busy=False)).warnings()
+                record["warnings"] += before.after(run_id).warnings()
                 results.add(record)
                 progress(f"[{index}/{len(settings.cells)}] {cell}: {record['status']}"
                          + (f" ({record['reason'].splitlines()[0]})" if record["reason"] else ""))
@@ -142,8 +149,8 @@ def run(settings: RunSettings, results_path: Path) -> Results:
     finally:
         _cleanup(used, ctx)
         tempfile.tempdir = saved_tempdir
-        leftovers.release(run_id, run_tmp)
         results.finished = utc_now()
+        leftovers.retire(run_id, run_tmp)  # after 'finished': neighbours see the run until then
         results.environment["accelerators"] = sorted(
             {c["details"]["accelerator"] for c in results.cells if c.get("details", {}).get("accelerator")})
         try:
@@ -168,22 +175,26 @@ def _cleanup(used: dict[str, Form], ctx: Context) -> None:
 class Disturbance:
     """What else loads the machine around a cell: other harness runs, busy CPUs.
 
-    Looked at just before a cell (when this run is idle) and just after it, so
-    a run that started or ended during the cell is caught either way.
+    Looked at just before a cell (when this run is idle) and again just after
+    it, counting every run alive at any moment in between: one that started,
+    ended, or did both during the cell is caught.
     """
 
     others: set[str]
     busy_percent: float | None = None
+    at: float = 0.0
 
     BUSY_WARN_PERCENT: ClassVar[float] = 20.0
 
     @classmethod
-    def look(cls, run_id: str, busy: bool = True) -> Disturbance:
+    def look(cls, run_id: str) -> Disturbance:
+        at = time.time()
         others = {o.run_id for o in leftovers.others_running(run_id)}
-        return cls(others, psutil.cpu_percent(interval=0.5) if busy else None)
+        return cls(others, psutil.cpu_percent(interval=0.5), at)
 
-    def joined(self, later: Disturbance) -> Disturbance:
-        return Disturbance(self.others | later.others, self.busy_percent)
+    def after(self, run_id: str) -> Disturbance:
+        """The same look extended to now: every other run alive since this one was taken."""
+        return Disturbance(self.others | leftovers.others_since(run_id, self.at), self.busy_percent, self.at)
 
     def warnings(self) -> list[str]:
         out = []
