@@ -74,14 +74,7 @@ ping_engine() {
 }
 if ! ping_engine; then
     if ! pgrep -x dockerd >/dev/null; then
-        # A dockerd that died without cleaning up leaves pid files behind; if the PID has since
-        # been reused by another process, the next dockerd waits for a containerd that is not there.
-        for pidfile in /var/run/docker/containerd/containerd.pid /var/run/docker.pid; do
-            [ -f "$pidfile" ] || continue
-            pid=$(cat "$pidfile" 2>/dev/null || true)
-            comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
-            case "$comm" in containerd|dockerd) ;; *) rm -f "$pidfile" ;; esac
-        done
+        scripts/clear-stale-pidfiles /var/run/docker/containerd/containerd.pid /var/run/docker.pid
         log "starting dockerd (log: /var/log/harness-dockerd.log)"
         nohup dockerd >/var/log/harness-dockerd.log 2>&1 </dev/null &
     fi

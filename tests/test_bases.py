@@ -63,6 +63,7 @@ def test_imported_base_is_used_as_the_real_one(tmp_path: Path, name: str, docker
     [cell] = leak_check.watch_results(out / "results.json")["cells"]
     assert cell["status"] == "ok" and cell["details"]["base"] == name and cell["details"]["stand_in"] is False
     assert cell["details"]["base_imported_from"] == "mini.tar.gz" and cell["details"]["base_image_id"]
+    assert cell["details"]["base_alpine_release"] == "3.20.0" and "(Alpine 3.20.0)" in run.stdout
     assert "alpine*" not in run.stdout and "stand-in" not in run.stdout
     # Built on it, the image is not removed when the base is replaced; a second import needs --replace.
     again = harness("bases", "import", name, str(tmp_path / "mini.tar.gz"))
@@ -83,3 +84,23 @@ def test_bad_tarballs_are_refused_before_the_engine_sees_them(tmp_path: Path, na
     make(tarball)
     proc = harness("bases", "import", name, str(tarball))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_a_base_that_is_not_alpine_is_not_measured_as_alpine(tmp_path: Path, docker_client,
+                                                            leak_check: LeakCheck) -> None:
+    """--alpine-base naming a non-Alpine image: the cell is unavailable, never a figure labelled alpine."""
+    other = f"harness-test/plain:{secrets.token_hex(4)}"
+    try:
+        proc = harness("bases", "import", other, str(minirootfs(tmp_path / "plain.tar.gz", alpine=False)))
+        assert proc.returncode == 0, proc.stderr
+        out = tmp_path / "run"
+        run = harness("run", "--matrix", "hello:alpine;hello:scratch", "--reps", "1", "--warmup", "0",
+                      "--alpine-base", other, "--out", str(out))
+        assert run.returncode == 0, run.stderr
+        alpine, scratch = leak_check.watch_results(out / "results.json")["cells"]
+        assert alpine["status"] == "unavailable" and alpine["samples"] == []
+        assert f"base {other} is not Alpine" in alpine["reason"] and "bases import" in alpine["reason"]
+        assert scratch["status"] == "ok", "the other cells are measured as usual"
+    finally:
+        for image in docker_client.images.list(name=other.split(":")[0]):
+            docker_client.images.remove(image.id, force=True)

@@ -60,7 +60,7 @@ def test_accelerator_uses_the_qemu_probe(tmp_path: Path) -> None:
 
 
 def test_alpine_base_missing_limits_alpine_to_the_stand_in(monkeypatch: pytest.MonkeyPatch,
-                                                           docker_client) -> None:
+                                                           docker_client, tmp_path) -> None:
     from harness.forms import alpine
 
     monkeypatch.setattr(alpine, "DEFAULT_BASE", "alpine:0.0-not-here")
@@ -69,15 +69,20 @@ def test_alpine_base_missing_limits_alpine_to_the_stand_in(monkeypatch: pytest.M
     assert "stand-in" in check.detail and "harness bases import alpine:0.0-not-here" in check.fix
     text = render([check], [doctor.FormVerdict("alpine", ("alpine-base",), (), ("alpine-base",))])
     assert text.rstrip().endswith("alpine: can run (limited: alpine-base)")
-    # With the base in the engine (any image under that name will do for the check), it is ok.
-    tag = "harness-test/doctor-alpine:" + secrets.token_hex(4)
-    some_image = docker_client.images.list()[0]
-    some_image.tag(tag)
-    try:
-        monkeypatch.setattr(alpine, "DEFAULT_BASE", tag)
-        assert doctor.check_alpine_base().status == doctor.OK
-    finally:
-        docker_client.images.remove(tag)
+    # In the engine it is ok only if it is Alpine: an image without /etc/alpine-release is not.
+    from harness.commands.bases import import_base
+    from test_bases import minirootfs
+
+    for alpine_like, status in ((False, doctor.LIMITED), (True, doctor.OK)):
+        tag = "harness-test/doctor-alpine:" + secrets.token_hex(4)
+        import_base(tag, minirootfs(tmp_path / f"{alpine_like}.tar.gz", alpine=alpine_like))
+        try:
+            monkeypatch.setattr(alpine, "DEFAULT_BASE", tag)
+            check = doctor.check_alpine_base()
+            assert check.status == status, check
+            assert ("Alpine 3.20.0" in check.detail) if alpine_like else ("is not Alpine" in check.detail)
+        finally:
+            docker_client.images.remove(tag)
 
 
 def test_missing_tool_names_its_fix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,6 +37,7 @@ def test_duplicates_collapse():
     ("", "empty --matrix"), ("hello:", "empty name"), ("a:b:c", "malformed"),
     ("nope", "unknown form or workload 'nope'"), ("nope:scratch", "unknown workload 'nope'"),
     ("hello:podman", "unknown form or workload 'podman'"),
+    ("hello:alpine,http:scratch", "separate them with ';' or a space: --matrix 'hello:alpine;http:scratch'"),
 ])
 def test_malformed_specs(spec, message):
     with pytest.raises(UsageError, match=message):

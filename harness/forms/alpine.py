@@ -9,10 +9,11 @@ every figure. Otherwise the cell is unavailable, with the fix.
 from __future__ import annotations
 
 import io
+import tarfile
 from typing import Any
 
 import docker
-from docker.errors import DockerException
+from docker.errors import DockerException, NotFound
 from requests.exceptions import RequestException
 
 from harness.build import image, standin
@@ -43,10 +44,10 @@ class AlpineForm(ContainerForm):
         ref = ctx.options.get("alpine_base", DEFAULT_BASE)
         client = engine.client()
         if image.exists(client, ref):
-            return ref, {"base": ref, "stand_in": False, **_provenance(client, ref)}
+            return ref, {"base": ref, "stand_in": False, **_provenance(client, ref, ctx)}
         pull_error = _try_pull(ref, ctx)
         if pull_error is None:
-            return ref, {"base": ref, "stand_in": False, "pulled": True, **_provenance(client, ref)}
+            return ref, {"base": ref, "stand_in": False, "pulled": True, **_provenance(client, ref, ctx)}
         if not ctx.allow_standins:
             raise Unavailable(
                 f"base {ref} is not in the engine and cannot be pulled ({pull_error}); import an "
@@ -65,11 +66,36 @@ class AlpineForm(ContainerForm):
         }
 
 
-def _provenance(client: docker.DockerClient, ref: str) -> dict[str, Any]:
-    """Which image the base name stood for: its id, digests, and the tarball it was imported from."""
+def _provenance(client: docker.DockerClient, ref: str, ctx: Context) -> dict[str, Any]:
+    """Which image the base name stood for: its id, digests, Alpine release, and the tarball it came from."""
     img = client.images.get(ref)
     return {"base_image_id": img.id, "base_repo_digests": img.attrs.get("RepoDigests") or [],
+            "base_alpine_release": alpine_release(client, img.id, ref, ctx.label),
             "base_imported_from": (img.labels or {}).get("harness.base.source")}
+
+
+def alpine_release(client: docker.DockerClient, image_id: str, ref: str, labels: dict[str, str]) -> str:
+    """The base's /etc/alpine-release, read from a container that is created but never started.
+
+    A figure labelled "alpine" must have been measured on Alpine: a base
+    without that file (a Debian image tagged alpine, say) makes the cell
+    unavailable rather than mislabelled.
+    """
+    container = client.containers.create(image_id, command=["/bin/true"], labels=labels)
+    try:
+        stream, _ = container.get_archive("/etc/alpine-release")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.extractfile(tar.getmembers()[0])
+            release = member.read(64).decode("ascii", "replace").strip() if member else ""
+    except (NotFound, tarfile.TarError, IndexError):
+        release = ""
+    finally:
+        container.remove(force=True)
+    if not release:
+        raise Unavailable(
+            f"base {ref} is not Alpine (it has no /etc/alpine-release); import an Alpine minirootfs "
+            f"with `harness bases import alpine:VERSION ROOTFS.tar.gz` and pass --alpine-base alpine:VERSION")
+    return release
 
 
 def _try_pull(ref: str, ctx: Context) -> str | None:

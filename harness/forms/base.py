@@ -104,13 +104,17 @@ class Context:
 
     @property
     def label(self) -> dict[str, str]:
-        """Labels on every container the run creates: which run, whose process, on which host.
+        return run_labels(self.run_id)
 
-        A later run removes the container when that process is gone (it was killed).
-        """
-        me = psutil.Process()
-        return {"harness.run": self.run_id, "harness.host": socket.gethostname(),
-                "harness.pid": str(me.pid), "harness.started": repr(me.create_time())}
+
+def run_labels(run_id: str) -> dict[str, str]:
+    """Labels on every container the harness creates: which run, whose process, on which host.
+
+    A later run removes the container when that process is gone (it was killed).
+    """
+    me = psutil.Process()
+    return {"harness.run": run_id, "harness.host": socket.gethostname(),
+            "harness.pid": str(me.pid), "harness.started": repr(me.create_time())}
 
 
 class Form(Protocol):

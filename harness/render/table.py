@@ -51,7 +51,8 @@ def measured_with(cell: dict[str, Any]) -> str:
     elif d.get("engine"):
         parts.append(str(d["engine"]))
     if d.get("base") and d.get("base") != "scratch":
-        parts.append(f"base {d.get('stand_in_for', d['base'])}" + (" (stand-in)" if is_stand_in(cell) else ""))
+        parts.append(f"base {d.get('stand_in_for', d['base'])}" + (" (stand-in)" if is_stand_in(cell) else "")
+                     + (f" (Alpine {d['base_alpine_release']})" if d.get("base_alpine_release") else ""))
     if d.get("distribution"):
         parts.append(f"{d['distribution']}, kernel {d.get('kernel_release', '?')}")
     if d.get("kernel_kind"):

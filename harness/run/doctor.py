@@ -105,20 +105,26 @@ def check_alpine_base() -> Check:
     """The real Alpine base in the engine; without it only the marked stand-in can run."""
     from harness.build import image
     from harness.errors import Unavailable
-    from harness.forms.alpine import DEFAULT_BASE
+    from harness.forms.alpine import DEFAULT_BASE, alpine_release
+    from harness.forms.base import run_labels
     from harness.run import engine
 
     tool = f"Alpine base ({DEFAULT_BASE})"
     fix = (f"harness bases import {DEFAULT_BASE} alpine-minirootfs-3.20.x-x86_64.tar.gz; "
            f"or run with --allow-stand-ins")
+    found: str | None = None
     try:
-        found = image.exists(engine.client(), DEFAULT_BASE)
-    except Unavailable:
-        return Check("alpine-base", tool, LIMITED, "engine unreachable; not checked", fix)
-    if found is None:
-        return Check("alpine-base", tool, LIMITED,
-                     "not in the engine: only the offline stand-in (alpine*) can run", fix)
-    return Check("alpine-base", tool, OK, f"{DEFAULT_BASE} ({found[:19]})")
+        client = engine.client()
+        found = image.exists(client, DEFAULT_BASE)
+        if found is None:
+            return Check("alpine-base", tool, LIMITED,
+                         "not in the engine: only the offline stand-in (alpine*) can run", fix)
+        release = alpine_release(client, found, DEFAULT_BASE, run_labels(f"doctor-{os.getpid()}"))
+    except Unavailable as exc:
+        if found is None:
+            return Check("alpine-base", tool, LIMITED, "engine unreachable; not checked", fix)
+        return Check("alpine-base", tool, LIMITED, f"{str(exc).split(';')[0]}: only the stand-in can run", fix)
+    return Check("alpine-base", tool, OK, f"{DEFAULT_BASE} ({found[:19]}), Alpine {release}")
 
 
 def check_qemu() -> Check:

@@ -50,6 +50,10 @@ def parse(spec: str, builds_dir: Path | None = None) -> list[Cell]:
             cells += [Cell(w, f) for w in known_workloads for f in forms.ORDER]
             continue
         if item.count(":") > 1:
+            pairs = item.split(",")
+            if all(p.count(":") == 1 for p in pairs):  # hello:alpine,http:scratch: two items, one comma
+                raise UsageError(f"matrix item {item!r} holds several WORKLOAD:FORM pairs; separate them "
+                                 f"with ';' or a space: --matrix '{';'.join(pairs)}'")
             raise UsageError(f"malformed matrix item {item!r}: use WORKLOAD[,WORKLOAD]:FORM[,FORM]")
         left, colon, right = item.partition(":")
         if colon:
