@@ -42,7 +42,7 @@ def test_same_run_is_unchanged(runs) -> None:
     a, _ = runs
     proc = harness("compare", str(a), str(a), "--fail-on", "worse")
     assert proc.returncode == 0, proc.stdout
-    assert "worse |" not in proc.stdout and "0 worse" in proc.stdout
+    assert "worse |" not in proc.stdout and "0 worse; 0 newly failed; 0 missing" in proc.stdout
 
 
 def test_two_real_runs_nothing_changed(runs) -> None:
@@ -101,6 +101,7 @@ def test_newly_failed_cell_counts_as_worse(runs, tmp_path: Path) -> None:
     broken = _planted(a, tmp_path / "broken", fail)
     proc = harness("compare", str(a), str(broken), "--fail-on", "worse")
     assert proc.returncode == 1 and "status ok -> failed" in proc.stdout
+    assert "0 worse; 1 newly failed: hello:alpine; 0 missing" in proc.stdout
 
 
 @pytest.mark.parametrize("key, value", [("kernel_kind", "cloud"), ("guest_memory_mib", 128)])
@@ -160,3 +161,20 @@ def test_a_cell_no_longer_measured_fails_the_gate(runs, tmp_path: Path) -> None:
     fewer = _planted(a, tmp_path / "fewer", lose_one)
     proc = harness("compare", str(a), str(fewer), "--fail-on", "worse")
     assert proc.returncode == 1 and "missing" in proc.stdout and "in BASE, not in NEW" in proc.stdout
+    assert "0 worse; 0 newly failed; 1 missing: hello:alpine" in proc.stdout, "each kind is counted apart"
+
+
+def test_a_cell_base_could_not_measure_is_not_missing(runs, tmp_path: Path) -> None:
+    """Unavailable in BASE and absent from NEW: nothing was lost, so the gate passes."""
+    a, _ = runs
+
+    def add_unavailable(data: dict) -> None:
+        extra = dict(data["cells"][0], form="unikraft", status="unavailable", reason="kraft is not installed",
+                     samples=[], warmup=[], summary={}, size={}, details={})
+        data["cells"].append(extra)
+    base = _planted(a, tmp_path / "with-unikraft", add_unavailable)
+    proc = harness("compare", str(base), str(a), "--fail-on", "worse")
+    assert proc.returncode == 0, proc.stdout
+    [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("| hello:unikraft")]
+    assert "not compared" in line and "status unavailable in BASE, not in NEW" in line
+    assert "0 worse; 0 newly failed; 0 missing" in proc.stdout

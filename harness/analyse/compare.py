@@ -64,8 +64,11 @@ class Comparison:
 
     @property
     def worse(self) -> list[Row]:
-        """What fails a CI gate: worse, newly failed, or no longer measured at all."""
-        return [r for r in self.rows if r.verdict in ("worse", "failed", "missing")]
+        """What fails a CI gate: worse, newly failed, or measured in BASE and absent from NEW."""
+        return [r for r in self.rows if r.verdict in GATE_VERDICTS]
+
+
+GATE_VERDICTS = {"worse": "worse", "failed": "newly failed", "missing": "missing"}
 
 
 def _median(xs: list[float]) -> float:
@@ -118,7 +121,11 @@ def compare(base: dict[str, Any], new: dict[str, Any], threshold: float = 0.10, 
     for key, b in bcells.items():
         n = ncells.get(key)
         if n is None:
-            out.rows.append(Row(key, "*", None, None, None, None, "missing", "in BASE, not in NEW"))
+            if b["status"] == "ok":  # measured before, not any more: a gate must notice
+                out.rows.append(Row(key, "*", None, None, None, None, "missing", "in BASE, not in NEW"))
+            else:
+                out.rows.append(Row(key, "*", None, None, None, None, "not compared",
+                                    f"status {b['status']} in BASE, not in NEW"))
             continue
         if b["status"] != "ok" or n["status"] != "ok":
             verdict = "failed" if b["status"] == "ok" and n["status"] == "failed" else "not compared"

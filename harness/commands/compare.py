@@ -6,7 +6,7 @@ import argparse
 
 from tabulate import tabulate
 
-from harness.analyse.compare import ALPHA, Comparison, compare, parse_threshold
+from harness.analyse.compare import ALPHA, GATE_VERDICTS, Comparison, compare, parse_threshold
 from harness.analyse.metrics import get
 from harness.commands import path
 from harness.record import results as results_file
@@ -19,13 +19,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "artifact_bytes): median ratio NEW/BASE, Mann-Whitney U p-value on the "
                                    f"raw samples (alpha {ALPHA}), and a verdict. A change is better/worse only "
                                    "when significant and beyond --threshold; one sample on a side is never "
-                                   "significant. A cell of BASE that NEW lacks is 'missing'.",
+                                   "significant. A cell measured in BASE that NEW lacks is 'missing'.",
                        epilog="exit codes: 0 compared, 1 --fail-on worse and some cell is worse, newly "
                               "failed or missing, 2 bad input")
     p.add_argument("base", type=path, metavar="BASE", help="the reference run folder")
     p.add_argument("new", type=path, metavar="NEW", help="the run folder to judge")
     p.add_argument("--threshold", default="10%", metavar="PCT", help="smallest change that counts (default 10%%)")
-    p.add_argument("--fail-on", choices=("worse",), default=None, help="exit 1 when some cell is worse")
+    p.add_argument("--fail-on", choices=("worse",), default=None,
+                   help="exit 1 when some cell is worse, newly failed, or measured in BASE and absent from NEW")
     p.add_argument("--force", action="store_true",
                    help="also compare cells measured differently (accelerator, base image, stand-in, "
                         "kernel, guest memory, TCG cache, machine type; memory figures of another kind)")
@@ -53,8 +54,12 @@ def format_comparison(c: Comparison, threshold: float) -> str:
     notes = [f"threshold {threshold:.0%}; Mann-Whitney U two-sided, alpha {ALPHA}; size has one value per "
              f"cell, so a change beyond the threshold counts as significant; lower is better"]
     notes += [f"only in NEW (nothing to compare with): {k}" for k in c.only_new] + c.notes
-    worse = c.worse
-    notes.append(f"{len(worse)} worse" + (": " + ", ".join(f"{r.cell} {r.metric}" for r in worse) if worse else ""))
+    counts = []
+    for verdict, words in GATE_VERDICTS.items():
+        hits = [r for r in c.worse if r.verdict == verdict]
+        counts.append(f"{len(hits)} {words}" + (": " + ", ".join(
+            r.cell if r.metric == "*" else f"{r.cell} {r.metric}" for r in hits) if hits else ""))
+    notes.append("; ".join(counts))
     return table + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
 
