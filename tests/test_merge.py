@@ -118,7 +118,7 @@ def test_merge_refuses_other_settings_unless_forced() -> None:
     b = _doc([("hello", "lupine")])
     a["settings"].update(reps=3, options={"memory": 67108864})
     b["settings"].update(reps=1, options={"memory": 268435456})
-    with pytest.raises(UsageError, match=r"other settings .*reps: 3 vs 1.*--force"):
+    with pytest.raises(UsageError, match=r"^a and b were measured with different settings \(reps: 3 vs 1;.*--force"):
         merge([Source(Path("a"), a), Source(Path("b"), b)])
     forced = merge([Source(Path("a"), a), Source(Path("b"), b)], force=True)
     assert [m["settings"]["reps"] for m in forced["settings"]["merged_from"]] == [3, 1]

@@ -74,15 +74,16 @@ def merge(sources: list[Source], force: bool = False) -> dict[str, Any]:
     forced: list[str] = []  # what --force let through, said in every report of the merged run
     for s in sources[1:]:
         diffs = environment_differences(first.data, s.data)
+        # Every difference reads "first's value vs this one's", in the order the paths are named.
         if diffs and not force:
-            raise UsageError(f"{s.path} was measured elsewhere than {first.path} ({'; '.join(diffs[:3])}); "
-                             f"merge only alike runs, or pass --force")
-        forced += [f"{s.path} vs {first.path}: {d}" for d in diffs]
+            raise UsageError(f"{first.path} and {s.path} were measured on different machines "
+                             f"({'; '.join(diffs[:3])}); merge only alike runs, or pass --force")
+        forced += [f"{first.path} vs {s.path}: {d}" for d in diffs]
         diffs = settings_differences(first.data, s.data)
         if diffs and not force:
-            raise UsageError(f"{s.path} was measured with other settings than {first.path} "
+            raise UsageError(f"{first.path} and {s.path} were measured with different settings "
                              f"({'; '.join(diffs[:3])}); merge only alike runs, or pass --force")
-        forced += [f"{s.path} vs {first.path}: {d}" for d in diffs]
+        forced += [f"{first.path} vs {s.path}: {d}" for d in diffs]
     seen: dict[str, Path] = {}
     cells: list[dict[str, Any]] = []
     for s in sources:
