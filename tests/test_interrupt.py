@@ -158,6 +158,9 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(tmp_path: Path, leak_chec
     client = docker.from_env()
     assert client.containers.list(all=True, filters={"label": f"{LABEL}={run_id}"}), "SIGKILL left it, as expected"
     assert leak_check.tmpdir is not None and list(leak_check.tmpdir.glob(f"harness-run-{run_id}"))
+    # Before any run has found it, its file has no end: a report must not pass it off as complete.
+    assert "run not finished (still running, or killed before it could say so): 0 of 1 cells recorded; " \
+           "not yet measured: slow:scratch" in harness_report(killed_out)
     after = Spawned(["run", "--matrix", "quick:scratch", "--reps", "1", "--warmup", "0",
                      "--builds", str(builds), "--out", str(next_out)], leak_check)
     assert after.finish(timeout=120) == 0, after.stderr[-3000:]
@@ -166,6 +169,7 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(tmp_path: Path, leak_chec
     assert not list(leak_check.tmpdir.glob(f"harness-run-{run_id}"))
     killed = json.loads((killed_out / "results.json").read_text())
     assert killed["interrupted"] is True and "without finishing" in killed["killed"]
+    assert "run interrupted (its process ended without finishing" in harness_report(killed_out)
 
 
 def test_sigkill_mid_guest_boot_takes_qemu_with_it(leak_check: LeakCheck, tmp_path: Path) -> None:

@@ -80,7 +80,8 @@ def render_github(results: dict[str, Any], opts: Options = Options()) -> str:
     counts = {s: sum(1 for c in cells if c["status"] == s) for s in ("ok", "failed", "unavailable")}
     head = (f"## harness: {len(cells)} cells — {counts['ok']} ok, {counts['failed']} failed, "
             f"{counts['unavailable']} unavailable"
-            + (" — **interrupted**" if results.get("interrupted") else "") + "\n\n")
+            + (" — **interrupted**" if results.get("interrupted") else
+               " — **not finished**" if not results.get("finished") else "") + "\n\n")
     settings = results.get("settings") or {}
     reps = _merged_values(settings, "reps")
     warmup = _merged_values(settings, "warmup")

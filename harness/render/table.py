@@ -61,15 +61,24 @@ def measured_with(cell: dict[str, Any]) -> str:
 
 
 def interrupted_note(results: dict[str, Any]) -> str | None:
-    """For a run that did not finish: which cells of its matrix it never measured."""
-    if not results.get("interrupted"):
+    """For a run that did not finish: which cells of its matrix it never measured.
+
+    A file with no 'finished' stamp and no 'interrupted' mark belongs to a run
+    still going, or one killed that no later run has found yet: it says so
+    rather than passing for a complete run.
+    """
+    if results.get("interrupted"):
+        how = f" ({results['killed']})" if results.get("killed") else ""
+        what, verb = f"run interrupted{how}", "not measured"
+    elif not results.get("finished"):
+        what, verb = "run not finished (still running, or killed before it could say so)", "not yet measured"
+    else:
         return None
     done = {f"{c['workload']}:{c['form']}" for c in results["cells"]}
     planned = (results.get("settings") or {}).get("cells") or []
     missing = [key for key in planned if key not in done]
-    how = f" ({results['killed']})" if results.get("killed") else ""
-    text = f"run interrupted{how}: {len(done)} of {len(planned) or len(done)} cells recorded"
-    return text + (f"; not measured: {', '.join(missing)}" if missing else "")
+    text = f"{what}: {len(done)} of {len(planned) or len(done)} cells recorded"
+    return text + (f"; {verb}: {', '.join(missing)}" if missing else "")
 
 
 # What each metric a table can show is, in the footnote's words.
