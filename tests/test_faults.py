@@ -252,6 +252,8 @@ def test_run_on_a_disk_that_fills_stops_with_a_clear_message(tmp_path: Path, tin
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
     assert code == 1
     assert "harness: error: cannot write" in run.stderr and "No space left on device" in run.stderr
+    assert "| slow" in "".join(run.stdout), "the cell measured but not saved is still shown"
+    assert "the table above holds cells that are not in it" in run.stderr
     kept = json.loads((out / "results.json").read_text())
     assert kept == json.loads(first), "the last complete results.json is kept as it was"
     leak_check.watch_run(kept["settings"]["run_id"])

@@ -140,7 +140,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"interrupted; finished cells are in {path}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except results_file.ResultsWriteError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
+        unsaved = getattr(exc, "results", None)
+        if unsaved is not None and unsaved.cells:  # not on disk: at least the table is not lost
+            print(render_markdown(unsaved.to_json()), end="")
+            print(f"harness: error: {exc}; the table above holds cells that are not in it", file=sys.stderr)
+        else:
+            print(f"harness: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(render_markdown(res.to_json()), end="")
     print(f"results: {path}", file=sys.stderr)

@@ -143,8 +143,9 @@ def run(settings: RunSettings, results_path: Path) -> Results:
             results.cells.append(partial)  # its finished repetitions are measurements too
         progress(f"interrupted ({exc or 'SIGINT'}); cleaning up, finished cells are kept")
         raise Interrupted(str(exc) or "SIGINT") from None
-    except ResultsWriteError:
+    except ResultsWriteError as exc:
         progress("cannot write the results file; stopping (finished cells are in the last complete file)")
+        exc.results = results  # type: ignore[attr-defined]  # what was measured, for the caller to show
         raise
     finally:
         _cleanup(used, ctx)
