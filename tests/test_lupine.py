@@ -176,6 +176,12 @@ def test_too_little_memory_is_a_failure_that_says_so(no_qemu_left) -> None:
     wl = load("hello")
     artifact = form.build(wl, binary_build.build(wl, ctx.cache), ctx)
     assert artifact.details["guest_memory_mib"] == 17, "the failed row can still say what it was given"
+    assert artifact.details["accelerator"] in ("kvm", "tcg") and artifact.details["vmm"].startswith("QEMU")
+    assert "17M" in artifact.details["vmm_flags"], "and how it was booted, though no boot succeeds"
+    from harness.render.table import form_label, measured_with
+    failed = {"form": "lupine", "status": "failed", "details": artifact.details, "samples": []}
+    assert form_label(failed).endswith("†") == (artifact.details["accelerator"] == "tcg")
+    assert f", {artifact.details['accelerator']}" in measured_with(failed).split(';')[0]
     try:
         with pytest.raises(BootFailed) as info:
             form.boot(artifact, wl, ctx)

@@ -191,3 +191,14 @@ def test_unwritable_step_summary_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "harness", "report", str(RESULTS), "--format", "github"],
                           capture_output=True, text=True, env={**os.environ, "GITHUB_STEP_SUMMARY": str(tmp_path)})
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "GITHUB_STEP_SUMMARY" in proc.stderr
+
+
+def test_the_tcg_mark_survives_a_cell_that_lost_its_accelerator_field() -> None:
+    """The boots still say tcg: the row keeps its † though the cell's own field is gone."""
+    from harness.render.table import form_label
+
+    sample = {"boot_s": 1.0, "details": {"accelerator": "tcg", "emulated": True}}
+    for details in (None, {}, {"vmm": "QEMU 7.2"}):
+        assert form_label({"form": "vm", "status": "ok", "details": details, "samples": [sample]}) == "vm†"
+    kvm = {"boot_s": 1.0, "details": {"accelerator": "kvm", "emulated": False}}
+    assert form_label({"form": "vm", "status": "ok", "details": {}, "samples": [kvm]}) == "vm"

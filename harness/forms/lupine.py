@@ -138,6 +138,12 @@ class LupineForm:
             "poweroff": POWEROFF,
         }
         details["guest_memory_mib"], details["machine"] = _guest_shape(ctx, kind)
+        # How it will be booted, known before any boot: a cell whose every boot fails is still
+        # marked with its accelerator (TCG's †), VMM and flags.
+        placeholder = qemu.Forward(0, workload.port) if workload.port is not None else None
+        spec = self._spec(Built(kern, initrd), workload, ctx, placeholder)
+        details.update({**spec.accel.to_json(), "vmm": qemu.qemu_version(),
+                        "vmm_flags": qemu.vmm_flags(qemu.build_argv(spec))})
         return Artifact(
             size={"artifact_bytes": kernel_bytes + initramfs_bytes, "kernel_bytes": kernel_bytes,
                   "initramfs_bytes": initramfs_bytes, "binary_bytes": binary.size_bytes},

@@ -17,8 +17,10 @@ from harness.measure.memory import MEMORY_SOURCES
 
 
 def is_emulated(cell: dict[str, Any]) -> bool:
-    details = cell.get("details") or {}
-    return bool(details.get("emulated")) or details.get("accelerator") == "tcg"
+    """Emulated if the cell or any of its boots says so: one lost field must not drop the mark."""
+    sources = [cell.get("details") or {}] + [s.get("details") or {} for s in cell.get("samples") or []
+                                             if isinstance(s, dict)]
+    return any(bool(d.get("emulated")) or d.get("accelerator") == "tcg" for d in sources if isinstance(d, dict))
 
 
 def is_stand_in(cell: dict[str, Any]) -> bool:
