@@ -218,3 +218,38 @@ def test_sigkill_leftovers_are_found_even_when_their_records_are_gone(tmp_path: 
     assert not docker.from_env().containers.list(all=True, filters={"label": f"{LABEL}={run_id}"})
     assert run_id not in cgroup.run_ids()
     assert not [o for o in leftovers.owners() if o.run_id == run_id]
+
+
+def test_sigint_mid_image_build_says_what_it_stopped_and_leaves_nothing(tmp_path: Path,
+                                                                       leak_check: LeakCheck) -> None:
+    """Interrupted while the engine builds the image: the reason names the build, not repetitions."""
+    builds = tmp_path / "builds"
+    write_workload(builds, "slowbuild", HELLO_C)
+    (builds / "slowbuild" / "alpine.Dockerfile").write_text(
+        "ARG BASE=alpine:3.20\nFROM ${BASE}\nRUN sleep 30\nCOPY workload /usr/local/bin/workload\n"
+        'ENTRYPOINT ["/usr/local/bin/workload"]\n')
+    out = tmp_path / "out"
+    client = docker.from_env()
+    containers_before = {c.id for c in client.containers.list(all=True)}
+    dangling_before = {i.id for i in client.images.list(filters={"dangling": True})}
+    run = Spawned(["run", "--matrix", "slowbuild:alpine", "--reps", "1", "--warmup", "0", "--allow-stand-ins",
+                   "--builds", str(builds), "--out", str(out)], leak_check)
+    try:
+        run.wait_for("slowbuild:alpine building image")
+        leak_check.watch_run(json.loads((out / "results.json").read_text())["settings"]["run_id"])
+        time.sleep(2)  # the engine is in the RUN step now
+        run.proc.send_signal(signal.SIGINT)
+        code = run.finish(timeout=60)
+    finally:
+        run.kill()
+    assert code == 130, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    [cell] = json.loads((out / "results.json").read_text())["cells"]
+    assert cell["reason"] == "interrupted (SIGINT) while building the alpine artifact; nothing was measured"
+    def left() -> tuple[set[str], set[str]]:
+        return ({c.id for c in client.containers.list(all=True)} - containers_before,
+                {i.id for i in client.images.list(filters={"dangling": True})} - dangling_before)
+    deadline = time.monotonic() + 45  # the engine may finish the step it was in; nothing of it may stay
+    while time.monotonic() < deadline and left() != (set(), set()):
+        time.sleep(1)
+    assert left() == (set(), set()), "the build's step container and layers are gone"

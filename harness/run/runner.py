@@ -242,9 +242,11 @@ def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
                  binaries: dict[str, binary_build.Binary | Exception]) -> dict[str, Any]:
     """One cell, start to finish; every outcome is a record, never an exception."""
     record = _new_cell(cell, form)
+    stage = "checking the form"  # what was going on, for an interrupt's reason
     try:
         form.check(ctx)
         workload = workloads.load(cell.workload, settings.builds_dir)
+        stage = "building the workload binary"
         if cell.workload not in binaries:
             try:
                 binaries[cell.workload] = binary_build.build(workload, ctx.cache)
@@ -257,12 +259,14 @@ def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
         record["binary"] = {"path_in_cache": str(built.path), "bytes": built.size_bytes,
                             "linkage": built.info.linkage, "compiler": built.compiler,
                             "flags": list(built.flags)}
+        stage = f"building the {cell.form} artifact"
         t = time.monotonic()
         artifact = form.build(workload, built, ctx)
         record["build_s"] = time.monotonic() - t
         record["size"] = artifact.size
         record["details"] = _jsonable(artifact.details)
         record["details"].setdefault("cached", artifact.cached)  # every form says whether it built
+        stage = "booting"
         for i in range(settings.warmup):
             sample = form.boot(artifact, workload, ctx)
             record["warmup"].append(sample.to_json())
@@ -279,9 +283,12 @@ def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
         record["status"], record["reason"] = "failed", str(exc)
         record["failures"].append({"stage": type(exc).__name__, "reason": str(exc)})
     except (Interrupted, KeyboardInterrupt) as exc:
-        done = f"{len(record['samples'])} of {settings.reps} repetitions"
         record["status"] = "failed"
-        record["reason"] = f"interrupted ({exc or 'SIGINT'}) after {done}; the samples measured are kept"
+        if stage == "booting":
+            done = f"{len(record['samples'])} of {settings.reps} repetitions"
+            record["reason"] = f"interrupted ({exc or 'SIGINT'}) after {done}; the samples measured are kept"
+        else:
+            record["reason"] = f"interrupted ({exc or 'SIGINT'}) while {stage}; nothing was measured"
         record["failures"].append({"stage": "interrupted", "reason": record["reason"]})
         exc.cell_record = record  # type: ignore[union-attr]
         raise
