@@ -43,9 +43,20 @@ def test_parse_shard_errors(spec: str, message: str) -> None:
         parse_shard(spec)
 
 
-def test_shard_beyond_matrix_is_one_line(docker_client) -> None:
-    proc = harness("run", "--matrix", MATRIX, "--shard", "3/3", "--out", "/nonexistent/never")
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "use N <= 2" in proc.stderr
+def test_a_slice_beyond_the_matrix_is_an_empty_run_that_merges(tmp_path: Path, docker_client) -> None:
+    """An array of fixed size over a smaller matrix: the extra slices succeed, empty, and merge."""
+    proc = harness("run", "--matrix", MATRIX, "--reps", "1", "--warmup", "0", "--allow-stand-ins",
+                   "--shard", "3/3", "--out", str(tmp_path / "s3"))
+    assert proc.returncode == 0, proc.stderr
+    assert "--shard 3/3 holds no cell: the matrix has 2" in proc.stderr
+    empty = json.loads((tmp_path / "s3" / "results.json").read_text())
+    assert empty["cells"] == [] and empty["finished"] and empty["settings"]["shard"]["spec"] == "3/3"
+    assert "no cell in this run: slice 3/3 of a 2-cell matrix is empty" in proc.stdout
+    one = _run(tmp_path / "s1", "--shard", "1/3", matrix=MATRIX)
+    merged = harness("merge", str(tmp_path / "s1"), str(tmp_path / "s3"), "--out", str(tmp_path / "m"))
+    assert merged.returncode == 0, merged.stderr
+    cells = json.loads((tmp_path / "m" / "results.json").read_text())["cells"]
+    assert [c["form"] for c in cells] == [c["form"] for c in one["cells"]]
 
 
 @pytest.mark.docker

@@ -63,7 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--builds", type=path, default=None, metavar="DIR", help="workload definitions (default builds/)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--shard", default=None, metavar="K/N",
-                   help="run only the K-th of N round-robin slices of the matrix (join them with harness merge)")
+                   help="run only the K-th of N round-robin slices of the matrix (join them with harness merge); "
+                        "a slice beyond the matrix is an empty run")
     p.set_defaults(func=main)
 
 
@@ -91,6 +92,9 @@ def validate(args: argparse.Namespace) -> RunSettings:
         k, n = matrix_mod.parse_shard(args.shard)
         args.matrix_cells = [str(c) for c in cells]
         cells = matrix_mod.shard(cells, k, n)
+        if not cells:
+            print(f"harness: --shard {k}/{n} holds no cell: the matrix has {len(whole_matrix)}, "
+                  f"taken by slices 1 to {len(whole_matrix)}; this slice records an empty run", file=sys.stderr)
     options: dict = {"accel": args.accel, "lupine_kernel": args.lupine_kernel}
     if args.memory is not None:
         memory = parse_size(args.memory, "--memory")

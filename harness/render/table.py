@@ -108,6 +108,10 @@ def footnotes(results: dict[str, Any], shown: Sequence[str] = metrics.DEFAULT) -
     if interrupted:
         notes.append(interrupted)
     settings = results.get("settings") or {}
+    shard = settings.get("shard") or {}
+    if not cells and not interrupted:
+        notes.append(f"no cell in this run: slice {shard['spec']} of a {len(shard.get('matrix_cells') or [])}-cell "
+                     f"matrix is empty" if isinstance(shard, dict) and shard.get("spec") else "no cell in this run")
     if settings.get("merged_with_force"):
         diffs = settings.get("merge_differences") or []
         notes.append("merged with --force from runs measured differently"
