@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,7 @@ metric = "boot"
 max = 100
 [[check]]
 workload = "hello"
-form = "nope"
+form = "vm"
 metric = "memory"
 max = 1
 """))
@@ -64,7 +65,8 @@ max = 1
 
 @pytest.mark.parametrize("text, message", [
     ("[[check]]\nworkload='hello'\nform='scratch'\nmax=1\n", "missing metric"),
-    ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='speed'\nmax=1\n", "unknown metric 'speed'"),
+    ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='speed'\nmax=1\n",
+     "check 1: unknown metric 'speed'; choose from size (artifact_bytes), boot (boot_s), "),
     ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='boot'\n", "no band"),
     ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='boot'\nmidval=1\n", "needs minpercent"),
     ("[[check]]\nworkload='hello'\nform='scratch'\nmetric='boot'\nmin=2\nmax=1\n", "band is empty"),
@@ -77,7 +79,7 @@ max = 1
      "0 or more"),
 ])
 def test_bad_baselines(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(UsageError, match=message.replace("[", r"\[")):
+    with pytest.raises(UsageError, match=re.escape(message)):
         load_baseline(_baseline(tmp_path, text))
 
 
@@ -135,3 +137,13 @@ max = 100
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "| alpine*" in proc.stdout and "| debian-vm†" in proc.stdout
     assert "* measured on the Alpine-like stand-in base" in proc.stdout and "† emulated under QEMU TCG" in proc.stdout
+
+
+def test_a_check_on_a_form_nobody_knows_is_bad_input(tmp_path: Path) -> None:
+    """A typo in form is not a failed check (exit 1) but a baseline to fix (exit 2), naming where."""
+    baseline = tmp_path / "b.toml"
+    baseline.write_text("[[check]]\nworkload='hello'\nform='scratch'\nmetric='size'\nmax=1e9\n"
+                        "[[check]]\nworkload='hello'\nform='toaster'\nmetric='boot_s'\nmax=1\n")
+    proc = _cli(str(FIXTURE), "--baseline", str(baseline))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{baseline} check 2: unknown form 'toaster'; choose from vm, alpine, scratch" in proc.stderr

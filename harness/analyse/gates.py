@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.analyse.metrics import Metric, cell_key, get
+from harness import forms
 from harness.errors import UsageError
 
 STATISTICS = ("median", "p25", "p75", "min", "max", "mean", "stdev", "n", "ci95_low", "ci95_high", "outliers")
@@ -30,6 +31,7 @@ class Check:
     low: float | None
     high: float | None
     description: str = ""
+    where: str = ""  # "FILE check N", for errors
 
     @property
     def key(self) -> str:
@@ -71,7 +73,10 @@ def _parse_check(entry: dict[str, Any], where: str) -> Check:
     statistic = entry.get("statistic", "median")
     if statistic not in STATISTICS:
         raise UsageError(f"{where}: unknown statistic {statistic!r}; choose from {', '.join(STATISTICS)}")
-    metric = get(entry["metric"])
+    try:
+        metric = get(entry["metric"])
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
     midval = _number(entry, "midval", where)
     lo, hi = _number(entry, "min", where), _number(entry, "max", where)
     if midval is not None:
@@ -87,7 +92,8 @@ def _parse_check(entry: dict[str, Any], where: str) -> Check:
         raise UsageError(f"{where}: no band; add midval + minpercent + maxpercent, or min and/or max")
     if lo is not None and hi is not None and lo > hi:
         raise UsageError(f"{where}: band is empty (min {lo:g} > max {hi:g})")
-    return Check(entry["workload"], entry["form"], metric, statistic, lo, hi, str(entry.get("description", "")))
+    return Check(entry["workload"], entry["form"], metric, statistic, lo, hi, str(entry.get("description", "")),
+                 where)
 
 
 KNOWN_KEYS = {"workload", "form", "metric", "statistic", "midval", "minpercent", "maxpercent",
@@ -112,7 +118,13 @@ def load_baseline(path: Path) -> list[Check]:
 
 
 def evaluate(results: dict[str, Any], checks: list[Check]) -> list[Outcome]:
+    """Each check against the run; a form neither harness nor the run knows is a typo, not a failure."""
     cells = {cell_key(c): c for c in results["cells"]}
+    known_forms = list(forms.ORDER) + sorted({c["form"] for c in results["cells"]} - set(forms.ORDER))
+    for ch in checks:
+        if ch.form not in known_forms:
+            raise UsageError(f"{ch.where or 'baseline'}: unknown form {ch.form!r}; "
+                             f"choose from {', '.join(known_forms)}")
     out = []
     for ch in checks:
         cell = cells.get(ch.key)

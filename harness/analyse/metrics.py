@@ -64,7 +64,7 @@ def get(name: str) -> Metric:
     for m in METRICS:
         if name in (m.name, m.key):
             return m
-    choices = ", ".join(m.name for m in METRICS)
+    choices = ", ".join(f"{m.name} ({m.key})" for m in METRICS)
     raise UsageError(f"unknown metric {name!r}; choose from {choices}")
 
 
