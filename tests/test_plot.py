@@ -71,3 +71,52 @@ def test_run_with_nothing_measured_is_one_line_and_writes_no_chart(tmp_path: Pat
     proc = subprocess.run([sys.executable, "-m", "harness", "plot", str(run)], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nothing to plot" in proc.stderr
     assert not (run / "plots").exists()
+
+
+def test_memory_chart_says_what_each_bar_is_and_log_axes_start_on_a_decade() -> None:
+    """Bars of a cgroup peak and of a QEMU PSS share an axis: the footer names each kind, as the table does."""
+    import math
+
+    import matplotlib.pyplot as plt
+
+    from harness.render.plot import draw
+    from harness.render.table import memory_note
+
+    data = json.loads(FIXTURE.read_text())
+    kinds = {"debian-vm": "vmm_pss_bytes", "alpine": "peak_bytes", "scratch": "working_set_bytes"}
+    for cell in data["cells"]:
+        cell["memory_source"] = kinds.get(cell["form"])
+    fig = draw(data, get("memory"))
+    try:
+        footer = " ".join(t.get_text().replace("\n", " ") for t in fig.texts)
+        assert "memory = " in footer and "cgroup" in footer and "QEMU" in footer
+        assert " ".join(memory_note(data["cells"]).split()) in " ".join(footer.split())
+    finally:
+        plt.close(fig)
+    fig = draw(data, get("boot"))
+    try:
+        ax = fig.axes[0]
+        assert ax.get_yscale() == "log"
+        bottom = ax.get_ylim()[0]
+        smallest = min(b.median for b in bars(data, get("boot")) if b.median)
+        assert math.log10(bottom) == int(math.log10(bottom)) and bottom <= smallest, "a labelled tick below every bar"
+    finally:
+        plt.close(fig)
+
+
+def test_no_label_reaches_past_the_figure() -> None:
+    import matplotlib.pyplot as plt
+
+    from harness.render.plot import draw
+
+    data = json.loads(FIXTURE.read_text())
+    for metric in ("size", "boot", "memory"):
+        fig = draw(data, get(metric))
+        try:
+            renderer = fig.canvas.get_renderer()
+            width = fig.get_figwidth() * fig.dpi
+            for label in fig.axes[0].get_xticklabels():
+                box = label.get_window_extent(renderer)
+                assert box.x0 >= 0 and box.x1 <= width, f"{metric}: {label.get_text()} is cut off"
+        finally:
+            plt.close(fig)

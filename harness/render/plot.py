@@ -6,11 +6,14 @@ hatched `//` and stand-in bases `..`, both named in the legend, since a
 TCG boot is one to two orders of magnitude slower than a KVM one (a size is
 not emulated: its bars carry no hatch). A metric whose medians span more than
 a factor of twenty gets a log axis, so the small bars stay visible. The
-legend sits outside the axes, where it covers no bar.
+legend sits outside the axes, where it covers no bar. The memory chart's
+footer says which kind of figure each bar is (cgroup working set or peak,
+QEMU PSS), as the table's footnote does.
 """
 
 from __future__ import annotations
 
+import math
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from harness.analyse.metrics import Metric, cell_key  # noqa: E402
 from harness.render.rows import missing_text  # noqa: E402
-from harness.render.table import is_emulated, is_stand_in, measured_with  # noqa: E402
+from harness.render.table import is_emulated, is_stand_in, measured_with, memory_note  # noqa: E402
 from harness.render.units import column_unit  # noqa: E402
 
 EMULATED_HATCH = "//"
@@ -82,15 +85,20 @@ def draw(results: dict[str, Any], metric: Metric):
     ax.set_xlim(-0.6, len(data) - 0.4)
     ax.set_xticks(xs)
     ax.set_xticklabels([b.label + ("†" if b.emulated else "") + ("*" if b.stand_in else "") for b in data],
-                       rotation=30, ha="right")
+                       rotation=30, ha="right", rotation_mode="anchor")
     what = "median, whiskers p25–p75" if metric.repeated else "one value per cell"
     ax.set_ylabel(f"{metric.label} ({unit}){', log scale' if log else ''}")
     if log:
         ax.set_yscale("log")
+        # From the decade below the smallest bar, so that every bar's height can be read off a tick.
+        ax.set_ylim(bottom=10 ** math.floor(math.log10(min(v for v in present if v > 0) / scale)))
     tools = sorted({m for m in (measured_with(c) for c in results["cells"]) if m})
     ax.set_title(f"{metric.label}: {what}", fontsize=11)
-    footer = textwrap.fill("measured with: " + (" | ".join(tools) if tools else "n/a"),
-                           width=int(fig.get_figwidth() * 18))
+    lines = ["measured with: " + (" | ".join(tools) if tools else "n/a")]
+    if metric.key == "memory_bytes":  # bars of different kinds of figure: say which is which
+        lines.insert(0, f"memory = {memory_note(results['cells'])}")
+    width = int(fig.get_figwidth() * 18)
+    footer = "\n".join(textwrap.fill(line, width=width) for line in lines)
     fig.text(0.01, 0.01, footer, fontsize=7, color="#444444", va="bottom")
     legend = [Patch(facecolor=color, edgecolor="black", label=family) for family, color in COLORS.items()
               if any(b.family == family for b in data)]
@@ -104,6 +112,12 @@ def draw(results: dict[str, Any], metric: Metric):
         ax.legend(handles=legend, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         right = 0.78
     fig.tight_layout(rect=(0, 0.03 * (footer.count("\n") + 1) + 0.01, right, 1))
+    # A long first label, slanted, can still reach past the left edge: move the axes over by that much.
+    renderer = fig.canvas.get_renderer()
+    overhang = -min((t.get_window_extent(renderer).x0 for t in ax.get_xticklabels()), default=0.0)
+    if overhang > 0:
+        box = ax.get_position()
+        fig.subplots_adjust(left=box.x0 + (overhang + 4) / (fig.get_figwidth() * fig.dpi))
     return fig
 
 
