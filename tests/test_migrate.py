@@ -109,6 +109,8 @@ def _cell(d: dict, form: str) -> dict:
      "sample 1 has memory.guest_used_bytes = 'x', not a finite number"),
     (lambda d: d["cells"][0]["samples"].append("x"), "= 'x', not an object"),
     (lambda d: d["cells"].append(dict(d["cells"][0])), "is also cell 1"),
+    (lambda d: d["cells"][0]["samples"][0].update(boot_s=None), "sample 1 has no boot_s"),
+    (lambda d: d.update(schema_version="2"), "has schema_version = '2', not a whole number"),
 ])
 @pytest.mark.parametrize("command", ["report", "report --format html", "report --format pytest-benchmark",
                                      "plot", "compare"])

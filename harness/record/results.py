@@ -163,8 +163,11 @@ def load(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path} is not text (not UTF-8); it is not a harness results file") from None
     except OSError as exc:
         raise UsageError(f"cannot read {path} ({exc.strerror})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("schema_version"), int):
+    if not isinstance(data, dict) or "schema_version" not in data:
         raise UsageError(f"{path} has no schema_version; it is not a harness results file")
+    if not isinstance(data["schema_version"], int) or isinstance(data["schema_version"], bool):
+        raise UsageError(f"{path} has schema_version = {str(data['schema_version'])[:20]!r}, not a whole number; "
+                         f"the file is damaged")
     check_shape(data, path)  # what every version shares, before a migration walks it
     return migrate.upgrade(data, path)
 
@@ -196,6 +199,8 @@ def _numbers(mapping: Any, key: str, minimum: float | None = 0.0) -> None:
 
 
 def _check_sample(sample: dict[str, Any]) -> None:
+    if sample.get("boot_s") is None:  # a sample is a boot that reached readiness: it has its time
+        raise _Damaged("has no boot_s")
     for key in ("boot_s", "memory_bytes"):
         _number(sample.get(key), key)
     _numbers(sample.get("memory"), "memory")
