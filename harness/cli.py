@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="harness",
         description="Build one workload as a VM, containers and unikernels; boot each; measure "
                     "image size, boot time and memory.",
+        epilog="Start with `harness doctor`, then `harness run --matrix all`. Each command's --help "
+               "gives its own exit codes; for all: 0 success, 2 bad input (a one-line error), "
+               "130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)

@@ -75,6 +75,7 @@ def test_imported_base_is_used_as_the_real_one(tmp_path: Path, name: str, docker
 
 @pytest.mark.parametrize("make, message", [
     (lambda p: p.write_bytes(b""), "not a readable tar archive"),
+    (lambda p: p.write_bytes(b"not gzip, not tar\n"), "not a tar archive, compressed or not"),
     (lambda p: tarfile.open(p, "w:gz").close(), "holds no root filesystem"),
     (lambda p: minirootfs(p, alpine=False), "not an Alpine root filesystem"),
 ])

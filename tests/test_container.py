@@ -171,3 +171,15 @@ def test_http_in_container_ready_by_http_200(docker_client, ctx):
     assert sample.boot_s > 0
     assert sample.memory["working_set_bytes"] and sample.memory_bytes == sample.memory["working_set_bytes"]
     assert sample.details["cache_subtracted"] is True
+
+
+def test_a_failed_pull_says_why_in_the_engines_own_words(docker_client, ctx):
+    """No registry here: the reason is the engine's explanation, whole, not an HTTP wrapper cut short."""
+    from harness.errors import Unavailable
+
+    ctx.allow_standins = False
+    ctx.options = {"alpine_base": "alpine:0.0-not-here"}
+    with pytest.raises(Unavailable) as info:
+        AlpineForm().base(ctx)
+    reason = str(info.value)
+    assert "pull failed: " in reason and "Server Error for http+docker" not in reason, reason

@@ -161,6 +161,11 @@ def test_build_failure_is_the_cells_failure_and_the_run_goes_on(tmp_path: Path, 
     first = broken["reason"].splitlines()[0]
     assert "error" in first and "this_is_not_c" in first, f"the first line names the cause: {first}"
     assert cells["fine:scratch"]["status"] == "ok"
+    assert "broken: compiling the workload binary (musl-gcc, static-pie)" in proc.stderr, "each compile is shown"
+    again = harness(["run", "--matrix", "fine:scratch", "--reps", "1", "--warmup", "0",
+                     "--builds", str(builds), "--out", str(tmp_path / "again")], leak_check)
+    assert again.returncode == 0 and "fine: binary cached" in again.stderr, again.stderr[-2000:]
+    cells_of(tmp_path / "again", leak_check)
 
 
 def test_workload_crash_before_readiness_records_exit_code_and_output(tmp_path: Path,

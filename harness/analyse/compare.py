@@ -39,7 +39,7 @@ def parse_threshold(text: str) -> float:
     except ValueError:
         raise UsageError(f"--threshold {text!r} is not a percentage; write e.g. 10%") from None
     if not 0 <= value < 10:
-        raise UsageError(f"--threshold {text!r} must be between 0% and 1000%")
+        raise UsageError(f"--threshold {text!r} must be at least 0% and below 1000%")
     return value
 
 

@@ -8,8 +8,10 @@ gets the very same file with the same sha256.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +63,8 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def build(workload: Workload, cache: Cache) -> Binary:
-    """Compile (or fetch from the cache) the workload's binary."""
+def build(workload: Workload, cache: Cache, progress: Callable[[str], None] | None = None) -> Binary:
+    """Compile (or fetch from the cache) the workload's binary, saying which on progress."""
     cc = compiler_for(workload.link)
     flags = tuple(BASE_CFLAGS + LINK_FLAGS[workload.link] + list(workload.cflags))
     common = sorted((workload.directory.parent / "common").glob("*.h"))
@@ -70,6 +72,9 @@ def build(workload: Workload, cache: Cache) -> Binary:
     # workload (same sources, new name) must not find another workload's entry.
     key = digest(workload.name, compiler_version(cc), " ".join(flags), *workload.source_paths(), *common)[:24]
     with cache.entry("bin", key) as entry:
+        if progress is not None:
+            progress(f"{workload.name}: binary cached ({entry.path.name})" if entry.hit else
+                     f"{workload.name}: compiling the workload binary ({os.path.basename(cc)}, {workload.link})")
         if not entry.hit:
             assert entry.work is not None
             out = entry.work / workload.name

@@ -47,7 +47,10 @@ def check_rootfs(name: str, rootfs: Path) -> None:
         with tarfile.open(rootfs) as tar:
             members = {m.name.removeprefix("./").rstrip("/") for m in tar.getmembers()}
     except (tarfile.TarError, OSError, EOFError) as exc:
+        # tarfile lists every compression it tried; what the user needs is that none worked
         why = " ".join(str(exc).split())
+        if why.startswith("file could not be opened successfully"):
+            why = "not a tar archive, compressed or not"
         raise UsageError(f"{rootfs} is not a readable tar archive ({why}); pass a rootfs .tar.gz") from None
     if not {"bin", "etc"} <= members:
         raise UsageError(f"{rootfs} holds no root filesystem (no bin/ and etc/ at its top); pass a rootfs tarball")

@@ -55,7 +55,7 @@ class AlpineForm(ContainerForm):
                 f"or pass --allow-stand-ins"
             )
         standin_ref = ensure_standin(client, ctx)
-        ctx.progress(f"alpine: {pull_error[:120]}; using the offline stand-in {standin_ref} "
+        ctx.progress(f"alpine: {pull_error}; using the offline stand-in {standin_ref} "
                      f"(marked alpine* in every table)")
         return standin_ref, {
             "base": standin_ref,
@@ -110,7 +110,9 @@ def _try_pull(ref: str, ctx: Context) -> str | None:
             short.close()
         return None
     except (DockerException, RequestException, OSError) as exc:
-        text = " ".join(str(exc).split()) or type(exc).__name__
+        # The engine's own explanation ("dial tcp: lookup registry-1.docker.io: no such host"),
+        # not the HTTP wrapper around it.
+        text = " ".join(str(getattr(exc, "explanation", None) or exc).split()) or type(exc).__name__
         return f"pull failed: {text[:400]}"
 
 

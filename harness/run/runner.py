@@ -249,7 +249,7 @@ def measure_cell(cell: Cell, form: Form, ctx: Context, settings: RunSettings,
         stage = "building the workload binary"
         if cell.workload not in binaries:
             try:
-                binaries[cell.workload] = binary_build.build(workload, ctx.cache)
+                binaries[cell.workload] = binary_build.build(workload, ctx.cache, ctx.progress)
             except HarnessError as exc:
                 binaries[cell.workload] = exc
         built = binaries[cell.workload]
