@@ -34,6 +34,17 @@ def _booting_container(run_id: str, timeout: float = 60):
     pytest.fail(f"no running container labelled {LABEL}={run_id} within {timeout} s")
 
 
+def _stop(run: Spawned, sig: signal.Signals = signal.SIGINT) -> None:
+    """Signal the run and wait for it: it must exit 130 without a traceback."""
+    try:
+        run.proc.send_signal(sig)
+        code = run.finish(timeout=60)
+    finally:
+        run.kill()
+    assert code == 130, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_mid_boot_exits_130_and_leaves_nothing(sig: signal.Signals, tmp_path: Path,
                                                        leak_check: LeakCheck) -> None:
@@ -52,12 +63,9 @@ def test_signal_mid_boot_exits_130_and_leaves_nothing(sig: signal.Signals, tmp_p
         assert attrs["Config"]["User"] == "65534:65534", "the workload never runs as root"
         assert attrs["HostConfig"]["CapDrop"] == ["ALL"]
         assert "no-new-privileges" in (attrs["HostConfig"]["SecurityOpt"] or [])
-        run.proc.send_signal(sig)
-        code = run.finish(timeout=60)
+        _stop(run, sig)
     finally:
         run.kill()
-    assert code == 130, run.stderr[-3000:]
-    assert "Traceback" not in run.stderr, run.stderr[-3000:]
     data = json.loads((out / "results.json").read_text())
     assert data["interrupted"] is True
     assert [(c["workload"], c["status"]) for c in data["cells"]] == [("quick", "ok"), ("slow", "failed")]
@@ -82,12 +90,9 @@ def test_sigint_mid_vm_boot_exits_130_with_no_qemu_left(tmp_path: Path, leak_che
         assert marked_qemu_pids(leak_check.marker), "QEMU never started"
         time.sleep(3)  # well inside the boot: a TCG boot of this VM takes tens of seconds
         assert not any("hello:vm rep 1/1" in line for line in run.lines), "the boot finished too soon"
-        run.proc.send_signal(signal.SIGINT)
-        code = run.finish(timeout=60)
+        _stop(run)
     finally:
         run.kill()
-    assert code == 130, run.stderr[-3000:]
-    assert "Traceback" not in run.stderr, run.stderr[-3000:]
     assert not marked_qemu_pids(leak_check.marker), "QEMU outlived the interrupted run"
     data = json.loads((out / "results.json").read_text())
     assert data["interrupted"] is True
@@ -238,12 +243,9 @@ def test_sigint_mid_image_build_says_what_it_stopped_and_leaves_nothing(tmp_path
         run.wait_for("slowbuild:alpine building image")
         leak_check.watch_run(json.loads((out / "results.json").read_text())["settings"]["run_id"])
         time.sleep(2)  # the engine is in the RUN step now
-        run.proc.send_signal(signal.SIGINT)
-        code = run.finish(timeout=60)
+        _stop(run)
     finally:
         run.kill()
-    assert code == 130, run.stderr[-3000:]
-    assert "Traceback" not in run.stderr, run.stderr[-3000:]
     [cell] = json.loads((out / "results.json").read_text())["cells"]
     assert cell["reason"] == "interrupted (SIGINT) while building the alpine artifact; nothing was measured"
     def left() -> tuple[set[str], set[str]]:
