@@ -19,6 +19,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 KINDS = ("run-to-completion", "service")
 READINESS_TYPES = ("console", "tcp", "http")
 LINKS = ("static-pie", "static", "dynamic")
+READINESS_KEYS = {"console": {"type", "line"}, "tcp": {"type"}, "http": {"type", "path", "status"}}
 
 
 def default_builds_dir() -> Path:
@@ -114,8 +115,19 @@ def _validate(name: str, path: Path, data: dict) -> Workload:
     rtype = ready.get("type")
     if rtype not in READINESS_TYPES:
         raise _bad(path, f"readiness 'type' must be one of {', '.join(READINESS_TYPES)}, not {rtype!r}")
-    if rtype == "console" and not isinstance(ready.get("line"), str):
-        raise _bad(path, "console readiness needs 'line', the text the workload prints when ready")
+    allowed = READINESS_KEYS[rtype]
+    extra = sorted(set(ready) - allowed)
+    if extra:  # a key after [readiness] belongs to it in TOML: a misplaced top-level key shows up here
+        raise _bad(path, f"unknown key(s) {', '.join(extra)} in [readiness] for type {rtype!r}; "
+                         f"allowed there: {', '.join(sorted(allowed))} (top-level keys go before [readiness])")
+    if rtype == "console" and (not isinstance(ready.get("line"), str) or not ready["line"].strip()):
+        raise _bad(path, "console readiness needs 'line', the non-empty text the workload prints when ready")
+    if rtype == "http":
+        status = ready.get("status", 200)
+        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+            raise _bad(path, f"readiness 'status' must be an HTTP status 100-599, not {status!r}")
+        if not isinstance(ready.get("path", "/"), str) or not str(ready.get("path", "/")).startswith("/"):
+            raise _bad(path, f"readiness 'path' must start with '/', not {ready.get('path')!r}")
     if rtype in ("tcp", "http") and port is None:
         raise _bad(path, f"{rtype} readiness needs a top-level 'port'")
     if kind == "service" and rtype == "console" and port is None:
@@ -148,3 +160,11 @@ def available(builds_dir: Path | None = None) -> list[str]:
     return sorted(
         p.name for p in builds_dir.iterdir() if (p / "workload.toml").is_file() and NAME_RE.match(p.name)
     )
+
+
+def misnamed(builds_dir: Path | None = None) -> list[str]:
+    """Folders that hold a workload.toml under a name no workload may have: said, never skipped silently."""
+    builds_dir = builds_dir or default_builds_dir()
+    if not builds_dir.is_dir():
+        return []
+    return sorted(p.name for p in builds_dir.iterdir() if (p / "workload.toml").is_file() and not NAME_RE.match(p.name))

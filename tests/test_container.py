@@ -183,3 +183,37 @@ def test_a_failed_pull_says_why_in_the_engines_own_words(docker_client, ctx):
         AlpineForm().base(ctx)
     reason = str(info.value)
     assert "pull failed: " in reason and "Server Error for http+docker" not in reason, reason
+
+
+LATE_LISTENER_C = r"""
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+int main(void) {
+    sleep(2); /* up, but not listening yet: Docker's proxy still accepts on the host port */
+    int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(9090), .sin_addr.s_addr = INADDR_ANY};
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 16)) return 1;
+    puts("listening"); fflush(stdout);
+    for (;;) { int c = accept(s, 0, 0); if (c >= 0) { sleep(1); close(c); } }
+}
+"""
+
+
+def test_tcp_readiness_waits_for_the_workload_not_the_engines_proxy(docker_client, ctx, tmp_path):
+    """The engine's port proxy accepts at once; ready is when the workload itself listens (2 s in)."""
+    d = tmp_path / "late"
+    d.mkdir()
+    (d / "late.c").write_text(LATE_LISTENER_C)
+    (d / "workload.toml").write_text('description = "listens 2 s after start"\nsources = ["late.c"]\n'
+                                     'kind = "service"\nport = 9090\n\n[readiness]\ntype = "tcp"\n')
+    w = workloads.load("late", tmp_path)
+    form = ScratchForm()
+    try:
+        sample = form.boot(form.build(w, binary_build.build(w, ctx.cache), ctx), w, ctx)
+    finally:
+        form.cleanup(ctx)
+    assert 2.0 <= sample.boot_s < 2.0 + 3.0, sample.boot_s

@@ -54,6 +54,15 @@ def test_syntax_error_names_file_and_line(tmp_path):
     ('sources=["a.c"]\n[readiness]\ntype="http"\n', "needs a top-level 'port'"),
     ('sources=["a.c"]\nport=99999\n[readiness]\ntype="tcp"\n', "'port' must be an integer"),
     ('sources=["a.c"]\ncolour="red"\n[readiness]\ntype="console"\nline="x"\n', "unknown key"),
+    ('sources=["a.c"]\nport=80\n[readiness]\ntype="http"\nstatus="abc"\n',
+     "readiness 'status' must be an HTTP status 100-599, not 'abc'"),
+    ('sources=["a.c"]\nport=80\n[readiness]\ntype="http"\nstatus=2000\n', "HTTP status 100-599, not 2000"),
+    ('sources=["a.c"]\nport=80\n[readiness]\ntype="http"\npath="index"\n', "'path' must start with '/'"),
+    ('sources=["a.c"]\nport=80\n[readiness]\ntype="tcp"\ntimeout=5\n',
+     "unknown key\\(s\\) timeout in \\[readiness\\] for type 'tcp'; allowed there: type"),
+    ('sources=["a.c"]\n[readiness]\ntype="console"\nline="x"\ncflags=["-O3"]\n',
+     "cflags in \\[readiness\\].*top-level keys go before \\[readiness\\]"),
+    ('sources=["a.c"]\n[readiness]\ntype="console"\nline=""\n', "non-empty text"),
 ])
 def test_semantic_errors_name_the_key(tmp_path, toml, message):
     _write(tmp_path, "w", toml)
@@ -79,3 +88,17 @@ def test_a_copied_workload_builds_under_its_own_name(tmp_path):
     second = binary.build(workloads.load("hello2", mine), cache)
     assert first.path.name == "hello" and second.path.name == "hello2" and second.path.is_file()
     assert first.sha256 == second.sha256
+
+
+def test_a_workload_folder_with_an_impossible_name_is_said_not_skipped(tmp_path):
+    """`W sp/workload.toml` is meant as a workload: the run names it and the fix, instead of leaving it out."""
+    import subprocess
+    import sys
+
+    _write(tmp_path, "fine", 'sources=["a.c"]\n[readiness]\ntype="console"\nline="x"\n')
+    _write(tmp_path, "W sp", 'sources=["a.c"]\n[readiness]\ntype="console"\nline="x"\n')
+    assert workloads.misnamed(tmp_path) == ["W sp"]
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--matrix", "fine:scratch", "--builds",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "'W sp' is no workload name: rename the folder" in proc.stderr

@@ -82,6 +82,11 @@ def validate(args: argparse.Namespace) -> RunSettings:
         where = args.builds or workloads.default_builds_dir()
         raise UsageError(f"no workloads in {where}: each is a folder holding a workload.toml "
                          f"(see builds/hello/ for one)")
+    odd = workloads.misnamed(args.builds)
+    if odd:
+        where = args.builds or workloads.default_builds_dir()
+        raise UsageError(f"{where / odd[0]} holds a workload.toml, but {odd[0]!r} is no workload name: "
+                         f"rename the folder with lowercase letters, digits, '-' and '_'")
     cells = matrix_mod.parse(args.matrix, args.builds)
     if not cells:
         raise UsageError(f"--matrix {args.matrix!r} selects nothing; try --matrix all")

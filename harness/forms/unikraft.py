@@ -348,8 +348,7 @@ class UnikraftForm:
                     raise BootFailed(f"kraft run failed (exit {proc.returncode}):\n{tail(_read(run_log))}")
             if t_ready is None:
                 if probe is not None:
-                    if probe():
-                        t_ready = time.monotonic()
+                    t_ready = probe()
                 elif t_run is not None:
                     logs = kraft.run(["logs", name], timeout=10)
                     if logs.returncode == 0:

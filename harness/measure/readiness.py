@@ -1,8 +1,8 @@
 """Readiness probes: is the workload up yet?
 
 Console readiness is judged by the form as lines arrive; network readiness is
-polled from the host: a TCP connect or an HTTP GET that must return the
-expected status. Probes are short and repeated until a deadline.
+polled from the host: a TCP connection the workload accepts and holds, or
+an HTTP GET that must return the expected status. Probes are short and repeated until a deadline.
 """
 
 from __future__ import annotations
@@ -15,30 +15,46 @@ from collections.abc import Callable
 from harness.workloads import Readiness
 
 POLL_INTERVAL_S = 0.005
+# A proxy in front of the workload (Docker's userland proxy, QEMU's user network) accepts the
+# host's connection itself and closes it at once when the workload does not listen; a
+# connection still open this long after the connect reached the workload.
+TCP_HOLD_S = 0.2
+
+Probe = Callable[[], "float | None"]  # the monotonic instant the workload was seen ready, or None
 
 
-def tcp_ready(host: str, port: int, timeout_s: float = 0.5) -> bool:
+def tcp_ready(host: str, port: int, timeout_s: float = 0.5, hold_s: float = TCP_HOLD_S) -> float | None:
+    """The connect instant, if the connection is accepted and not closed within hold_s."""
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            connected = time.monotonic()
+            sock.settimeout(hold_s)
+            try:
+                if sock.recv(1) == b"":
+                    return None  # closed at once: a proxy with nobody listening behind it
+            except TimeoutError:
+                pass  # held open, silent: a listener took it
+            return connected
     except OSError:
-        return False
+        return None
 
 
-def http_ready(host: str, port: int, path: str = "/", status: int = 200, timeout_s: float = 2.0) -> bool:
+def http_ready(host: str, port: int, path: str = "/", status: int = 200, timeout_s: float = 2.0) -> float | None:
+    """The instant the expected status arrived, or None."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
+        answered = time.monotonic()
         resp.read()
-        return resp.status == status
+        return answered if resp.status == status else None
     except (OSError, http.client.HTTPException):
-        return False
+        return None
     finally:
         conn.close()
 
 
-def network_probe(readiness: Readiness, host: str, port: int) -> Callable[[], bool]:
+def network_probe(readiness: Readiness, host: str, port: int) -> Probe:
     """A no-argument probe for a tcp or http readiness spec on host:port."""
     if readiness.type == "http":
         return lambda: http_ready(host, port, readiness.path, readiness.status)
@@ -47,12 +63,13 @@ def network_probe(readiness: Readiness, host: str, port: int) -> Callable[[], bo
     raise ValueError(f"{readiness.type} readiness is not a network probe")
 
 
-def poll(probe: Callable[[], bool], deadline: float, still_alive: Callable[[], bool] = lambda: True,
+def poll(probe: Probe, deadline: float, still_alive: Callable[[], bool] = lambda: True,
          interval_s: float = POLL_INTERVAL_S) -> float | None:
-    """Poll until the probe succeeds (monotonic instant returned) or the deadline/death."""
+    """Poll until the probe sees the workload ready (its instant returned) or the deadline/death."""
     while time.monotonic() < deadline:
-        if probe():
-            return time.monotonic()
+        ready_at = probe()
+        if ready_at is not None:
+            return ready_at
         if not still_alive():
             return None
         time.sleep(interval_s)
