@@ -166,3 +166,18 @@ def test_http_answers_200_through_the_forward(harness_cache: Cache) -> None:
         body = resp.read()
         conn.close()
     assert resp.status == 200 and len(body) == 612
+
+
+def test_tcp_readiness_is_unavailable_in_the_full_vm(harness_cache: Cache, tmp_path) -> None:
+    """No honest tcp boot time through QEMU's user network from the VM's start: said, not measured."""
+    from harness.errors import Unavailable
+
+    d = tmp_path / "tcpsvc"
+    d.mkdir()
+    (d / "tcpsvc.c").write_text("int main(void){return 0;}\n")
+    (d / "workload.toml").write_text('sources = ["tcpsvc.c"]\nkind = "service"\nport = 9090\n'
+                                     '[readiness]\ntype = "tcp"\n')
+    w = workloads.load("tcpsvc", tmp_path)
+    ctx = Context(cache=harness_cache, run_id="tcpvm")
+    with pytest.raises(Unavailable, match="tcp readiness, which the full VM cannot time.*use http readiness"):
+        vm.VmForm().build(w, binmod.build(w, harness_cache), ctx)

@@ -172,6 +172,12 @@ class VmForm:
 
     def build(self, workload: Workload, binary: Binary, ctx: Context) -> Artifact:
         self.check(ctx)
+        if workload.readiness.type == "tcp":
+            # QEMU's user network accepts the host's connect and holds it until the guest's
+            # network is up: the instant the workload listens cannot be seen from the host.
+            raise Unavailable(f"{workload.name} has tcp readiness, which the full VM cannot time: QEMU "
+                              f"holds a connection until the guest's network is up; use http readiness or "
+                              f"a console line")
         recipe = recipe_dir()
         base = BaseRecipe.read(recipe)
         network = workload.port is not None
