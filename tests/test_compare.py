@@ -145,6 +145,28 @@ def test_verdicts_by_hand() -> None:
     assert compare_metric(size, [1000.0], [800.0], 0.10)[2] == "better"
 
 
+def test_too_few_samples_to_ever_be_significant_are_said(runs, tmp_path: Path) -> None:
+    """3 against 3, every NEW boot slower than every BASE one: p is 0.1 at best, and the output says why."""
+    from harness.analyse.compare import min_p_value
+
+    assert min_p_value(3, 3) == pytest.approx(0.1) and min_p_value(4, 4) < 0.05
+    a, _ = runs
+
+    def keep(n: int, factor: float):
+        def edit(data: dict) -> None:
+            for c in data["cells"]:
+                c["samples"] = [dict(s, boot_s=s["boot_s"] * factor) for s in c["samples"][:n]]
+        return edit
+    base = _planted(a, tmp_path / "b3", keep(3, 1.0))
+    new = _planted(a, tmp_path / "n3", keep(3, 3.0))
+    proc = harness("compare", str(base), str(new), "--fail-on", "worse")
+    assert proc.returncode == 0, proc.stdout
+    assert "with 3 sample(s) in BASE and 3 in NEW the exact Mann-Whitney test cannot reach p < 0.05" in proc.stdout
+    assert "its smallest p is 0.100" in proc.stdout and "at least 4 repetitions on each side" in proc.stdout
+    full = harness("compare", str(a), str(a))
+    assert "cannot reach" not in full.stdout, "5 against 5 can"
+
+
 @pytest.mark.parametrize("text", ["10", "x%", "-5%"])
 def test_threshold_errors(text: str) -> None:
     with pytest.raises(UsageError):

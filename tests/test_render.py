@@ -124,6 +124,14 @@ def test_cli_unknown_format_is_one_line() -> None:
     assert proc.stderr.count("\n") == 1 and "choose from" in proc.stderr
 
 
+@pytest.mark.parametrize("fmt", ["csv", "json", "pytest-benchmark"])
+def test_pivot_with_a_format_that_has_no_tables_is_refused(fmt: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness", "report", str(RESULTS), "--pivot", "--format", fmt],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "drop --pivot" in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+
+
 def test_cli_unknown_metric_is_one_line() -> None:
     proc = subprocess.run([sys.executable, "-m", "harness", "report", str(RESULTS), "--metrics", "boot,speed"],
                           capture_output=True, text=True)

@@ -76,3 +76,17 @@ def test_spread_warning() -> None:
     assert outl is not None and spread_warning(outl) == "1 outlier(s) by Tukey's fences (kept)"
     zero = summarize([0, 0, 0])
     assert zero is not None and spread_warning(zero) is None
+
+
+def test_an_interrupted_cell_gets_no_advice_on_how_many_repetitions_to_run() -> None:
+    """Its samples stopped short of what was asked: "run about N repetitions" would mislead."""
+    from harness.run.runner import _summarise
+
+    spread = [{"boot_s": v, "memory_bytes": None} for v in (1.0, 1.5, 2.0, 2.5, 3.0)]
+    done = {"status": "ok", "samples": spread, "summary": {}, "warnings": []}
+    stopped = {"status": "failed", "samples": spread, "summary": {}, "warnings": []}
+    _summarise(done)
+    _summarise(stopped)
+    assert any("repetitions" in w for w in done["warnings"])
+    assert stopped["summary"]["boot_s"]["n"] == 5, "its samples are still summarised"
+    assert not any("repetitions" in w for w in stopped["warnings"])

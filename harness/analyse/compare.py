@@ -12,6 +12,8 @@ forced, and the output says why; nor are memory figures of different kinds
 
 from __future__ import annotations
 
+import math
+
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +103,11 @@ def compare_metric(metric: Metric, base: list[float], new: list[float], threshol
     return ratio, p, "better" if ratio < 1 else "worse"
 
 
+def min_p_value(n_base: int, n_new: int) -> float:
+    """The smallest two-sided Mann-Whitney p any data can give with these sample counts (exact test)."""
+    return 2 / math.comb(n_base + n_new, n_base)
+
+
 def _differences(b: dict[str, Any], n: dict[str, Any]) -> list[str]:
     bd, nd = b.get("details") or {}, n.get("details") or {}
     return [f"{k} {bd.get(k)!s} -> {nd.get(k)!s}" for k in COMPARABLE_DETAILS if bd.get(k) != nd.get(k)]
@@ -110,6 +117,7 @@ def compare(base: dict[str, Any], new: dict[str, Any], threshold: float = 0.10, 
             metric_names: tuple[str, ...] = COMPARED) -> Comparison:
     metrics = [get(n) for n in metric_names]
     out = Comparison()
+    too_few: set[tuple[int, int]] = set()
     bcells = {cell_key(c): c for c in base["cells"]}
     ncells = {cell_key(c): c for c in new["cells"]}
     out.only_base = [k for k in bcells if k not in ncells]
@@ -148,7 +156,13 @@ def compare(base: dict[str, Any], new: dict[str, Any], threshold: float = 0.10, 
                 out.rows.append(Row(key, m.key, None, None, None, None, "not compared",
                                     f"no {m.key} in {'BASE' if not bv else 'NEW'}"))
                 continue
+            if m.repeated and min_p_value(len(bv), len(nv)) >= ALPHA:
+                too_few.add((len(bv), len(nv)))
             ratio, p, verdict = compare_metric(m, bv, nv, threshold)
             out.rows.append(Row(key, m.key, _median(bv), _median(nv), ratio, p, verdict,
                                 "forced: " + "; ".join(diffs) if diffs else ""))
+    for nb, nn in sorted(too_few):
+        out.notes.append(f"with {nb} sample(s) in BASE and {nn} in NEW the exact Mann-Whitney test cannot "
+                         f"reach p < {ALPHA} (its smallest p is {min_p_value(nb, nn):.3f}): boot and memory "
+                         f"changes there stay 'not significant'; measure at least 4 repetitions on each side")
     return out

@@ -15,6 +15,8 @@ from harness.record import results as results_file
 from harness.render import formats
 
 FORMAT_CHOICES = tuple(formats.FORMATS) + ("pytest-benchmark",)
+NO_PIVOT = {"csv": "one row per sample", "json": "one entry per cell",
+            "pytest-benchmark": "pytest-benchmark's own layout"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def report(path: Path, fmt: str = "markdown", metrics: str | None = None, pivot: bool = False) -> str:
     if fmt not in FORMAT_CHOICES:
         raise UsageError(f"unknown --format {fmt!r}; choose from {', '.join(FORMAT_CHOICES)}")
+    if pivot and fmt in NO_PIVOT:
+        raise UsageError(f"--pivot shapes tables; --format {fmt} is {NO_PIVOT[fmt]}: drop --pivot, "
+                         f"or use markdown, github, latex or html")
     results = results_file.load(path)
     if fmt == "pytest-benchmark":
         return pytest_benchmark.render(results)

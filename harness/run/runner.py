@@ -336,6 +336,7 @@ def _summarise(record: dict[str, Any]) -> None:
         if summary is None:
             continue
         record["summary"][metric] = summary.to_json()
-        warning = spread_warning(summary)
+        # "Run about N repetitions" is advice for a finished cell; an interrupted one stopped short.
+        warning = spread_warning(summary) if record["status"] == "ok" else None
         if warning:
             record["warnings"].append(f"{metric}: {warning}")
