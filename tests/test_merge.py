@@ -150,3 +150,34 @@ def test_a_forced_merge_says_so_in_every_report() -> None:
     assert "5 / 3 (differ) reps after 1 / 0 (differ) warm-up" in github
     assert "merged with --force from runs measured differently" in github
     assert "cpu_model: AMD EPYC vs Intel Xeon" in github and "reps: 5 vs 3" in github
+
+
+def test_merged_slices_name_the_cells_no_slice_measured(tmp_path: Path, docker_client) -> None:
+    """Slices 1 and 2 of 3 merge into a run that says which cell slice 3 would have measured."""
+    matrix = "hello:scratch,alpine"
+    whole = ["hello:alpine", "hello:scratch"]
+    one = _run(tmp_path / "s1", "--shard", "1/3", matrix=matrix)
+    _run(tmp_path / "s2", "--shard", "2/3", matrix=matrix)
+    merged = harness("merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "m"))
+    assert merged.returncode == 0, merged.stderr
+    doc = json.loads((tmp_path / "m" / "results.json").read_text())
+    measured = sorted(f"{c['workload']}:{c['form']}" for c in doc["cells"])
+    assert measured == whole, "a 2-cell matrix: slices 1 and 2 of 3 hold both, slice 3 is empty"
+    assert doc["settings"]["merge_missing"] == []
+    assert "no slice measured" not in merged.stderr
+    # Without slice 2, its cell is named by merge and by every report of the merged run.
+    lone = harness("merge", str(tmp_path / "s1"), str(tmp_path / "m"), "--out", str(tmp_path / "x"))
+    assert lone.returncode == 2, "s1's cell is in both: refused"
+    empty = _run(tmp_path / "s3", "--shard", "3/3", matrix=matrix)
+    assert empty["cells"] == []
+    part = harness("merge", str(tmp_path / "s1"), str(tmp_path / "s3"), "--out", str(tmp_path / "part"))
+    assert part.returncode == 0, part.stderr
+    lost = [k for k in whole if k not in [f"{c['workload']}:{c['form']}" for c in one["cells"]]]
+    assert f"no slice measured 1 cell(s) of the matrix: {lost[0]}" in part.stderr
+    report = harness("report", str(tmp_path / "part"))
+    assert f"merged from slices that lack 1 cell(s) of the matrix; not measured: {lost[0]}" in report.stdout
+    # Slices of different splits are not parts of one whole.
+    other = _run(tmp_path / "h2", "--shard", "2/2", matrix=matrix)
+    assert other["cells"]
+    mixed = harness("merge", str(tmp_path / "s3"), str(tmp_path / "h2"), "--out", str(tmp_path / "mixed"))
+    assert mixed.returncode == 2 and "slices of different splits (3/3, 2/2)" in mixed.stderr, mixed.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harness.commands import path
@@ -39,4 +40,8 @@ def merge_runs(runs: list[Path], out: Path, force: bool = False) -> Path:
 def main(args: argparse.Namespace) -> int:
     path = merge_runs(args.runs, args.out, args.force)
     print(f"merged {len(args.runs)} runs: {path}")
+    missing = (results_file.load(path).get("settings") or {}).get("merge_missing")
+    if missing:
+        print(f"harness: note: no slice measured {len(missing)} cell(s) of the matrix: {', '.join(missing)}; "
+              f"merge the missing slice too", file=sys.stderr)
     return 0

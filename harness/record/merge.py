@@ -84,6 +84,13 @@ def merge(sources: list[Source], force: bool = False) -> dict[str, Any]:
             raise UsageError(f"{first.path} and {s.path} were measured with different settings "
                              f"({'; '.join(diffs[:3])}); merge only alike runs, or pass --force")
         forced += [f"{first.path} vs {s.path}: {d}" for d in diffs]
+    specs = [((s.data.get("settings") or {}).get("shard") or {}).get("spec") for s in sources]
+    splits = {str(spec).split("/")[-1] for spec in specs if spec}
+    if len(splits) > 1 and not force:
+        raise UsageError(f"the runs are slices of different splits ({', '.join(str(x) for x in specs if x)}); "
+                         f"merge the slices of one --shard K/N, or pass --force")
+    if len(splits) > 1:
+        forced.append(f"slices of different splits: {', '.join(str(x) for x in specs if x)}")
     seen: dict[str, Path] = {}
     cells: list[dict[str, Any]] = []
     for s in sources:
@@ -99,6 +106,10 @@ def merge(sources: list[Source], force: bool = False) -> dict[str, Any]:
     settings = dict(first.data.get("settings") or {})
     settings.pop("shard", None)
     settings["cells"] = [f"{c['workload']}:{c['form']}" for c in cells]
+    # Slices of one matrix record it whole: a cell of it no slice measured is named, not lost.
+    fulls = {tuple((s.data.get("settings") or {}).get("shard", {}).get("matrix_cells") or ()) for s in sources}
+    if len(fulls) == 1 and (full := next(iter(fulls))):
+        settings["merge_missing"] = [key for key in full if key not in settings["cells"]]
     settings["merged_from"] = [{"path": str(s.path), "run_id": (s.data.get("settings") or {}).get("run_id"),
                                 "shard": ((s.data.get("settings") or {}).get("shard") or {}).get("spec"),
                                 "created": s.data.get("created"),

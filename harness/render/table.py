@@ -108,6 +108,10 @@ def footnotes(results: dict[str, Any], shown: Sequence[str] = metrics.DEFAULT) -
     if interrupted:
         notes.append(interrupted)
     settings = results.get("settings") or {}
+    missing = settings.get("merge_missing")
+    if isinstance(missing, list) and missing:
+        notes.append(f"merged from slices that lack {len(missing)} cell(s) of the matrix; "
+                     f"not measured: {', '.join(map(str, missing))}")
     shard = settings.get("shard") or {}
     if not cells and not interrupted:
         notes.append(f"no cell in this run: slice {shard['spec']} of a {len(shard.get('matrix_cells') or [])}-cell "
