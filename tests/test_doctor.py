@@ -8,6 +8,7 @@ scripts/setup.sh did not install something.
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import shutil
@@ -57,6 +58,11 @@ def test_accelerator_uses_the_qemu_probe(tmp_path: Path) -> None:
         assert check.detail.startswith("TCG only:") and check.fix
     else:
         assert check.detail.startswith("KVM:")
+    # Read back from the cache, the verdict says so, with when it was reached and how to probe again.
+    again = doctor.check_accelerator(Cache(tmp_path / "c"), probe=True)
+    if os.path.exists("/dev/kvm") and os.access("/dev/kvm", os.R_OK | os.W_OK):
+        assert "the probe's verdict from 20" in again.detail and str(tmp_path / "c" / "accel") in again.detail
+        assert "verdict from" not in check.detail, "the first one was a fresh probe"
 
 
 def test_alpine_base_missing_limits_alpine_to_the_stand_in(monkeypatch: pytest.MonkeyPatch,

@@ -210,3 +210,14 @@ def test_the_tcg_mark_survives_a_cell_that_lost_its_accelerator_field() -> None:
         assert form_label({"form": "vm", "status": "ok", "details": details, "samples": [sample]}) == "vm†"
     kvm = {"boot_s": 1.0, "details": {"accelerator": "kvm", "emulated": False}}
     assert form_label({"form": "vm", "status": "ok", "details": {}, "samples": [kvm]}) == "vm"
+
+
+def test_a_failed_container_has_no_guest_figure_to_miss() -> None:
+    """A container has no guest kernel: its guest column is n/a, failed or not; other columns say failed."""
+    from harness.analyse.metrics import get
+    from harness.render.rows import missing_text
+
+    failed = {"form": "scratch", "family": "container", "status": "failed"}
+    assert missing_text(failed, get("guest")) == "n/a"
+    assert missing_text(failed, get("boot")) == "failed"
+    assert missing_text({"form": "vm", "family": "vm", "status": "failed"}, get("guest")) == "failed"

@@ -54,7 +54,7 @@ def bars(results: dict[str, Any], metric: Metric) -> list[Bar]:
         s = metric.summary(c)
         emulated = is_emulated(c) and metric.source != "size"  # emulation does not change a size
         out.append(Bar(cell_key(c), s.median if s else None, s.p25 if s else None, s.p75 if s else None,
-                       emulated, is_stand_in(c), str(c.get("family", "")), missing_text(c)))
+                       emulated, is_stand_in(c), str(c.get("family", "")), missing_text(c, metric)))
     return out
 
 

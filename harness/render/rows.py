@@ -34,7 +34,10 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
-def missing_text(cell: dict[str, Any] | None) -> str:
+def missing_text(cell: dict[str, Any] | None, metric: Metric | None = None) -> str:
+    """Why a figure is absent: "failed", or n/a when the cell could not have it (a container's guest)."""
+    if metric is not None and metric.name == "guest" and cell is not None and cell.get("family") == "container":
+        return MISSING  # no guest kernel to ask, failed or not
     if cell is not None and cell.get("status") == "failed":
         return "failed"
     return MISSING
@@ -61,7 +64,7 @@ def metric_header(metric: Metric, unit: str, with_iqr: bool) -> str:
 def metric_text(cell: dict[str, Any] | None, s: Summary | None, metric: Metric, unit: str, scale: float,
                 with_iqr: bool) -> str:
     if s is None:
-        return missing_text(cell)
+        return missing_text(cell, metric)
     text = fmt_scaled(s.median, scale, unit)
     if metric.repeated and with_iqr:
         text += f" [{fmt_scaled(s.p25, scale, unit)} – {fmt_scaled(s.p75, scale, unit)}]"

@@ -146,9 +146,11 @@ def check_accelerator(cache: Cache, probe: bool = True) -> Check:
         verdict = probe_accelerator(cache, "auto")
     except Exception as exc:  # the probe is best effort here; a run probes again
         return Check("accel", tool, LIMITED, f"/dev/kvm {kvm}; probe failed: {exc}; TCG assumed")
+    when = (f" (the probe's verdict from {verdict.probed_at}, cached for this host kernel and QEMU; "
+            f"remove {cache.root / 'accel'} to probe again)") if verdict.cached else ""
     if verdict.name == "kvm":
-        return Check("accel", tool, OK, f"KVM: {verdict.reason}")
-    reason = verdict.reason
+        return Check("accel", tool, OK, f"KVM: {verdict.reason}{when}")
+    reason = verdict.reason + when
     if not verdict.probed:  # KVM was never tried, so nothing has booted yet: try TCG itself
         ok, why = tcg_boots(cache)
         if ok is False:

@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ class Accelerator:
     tb_size_mib: int | None = None
     probed: bool = False
     cached: bool = False
+    probed_at: str | None = None  # when the probe ran, for a verdict read back from the cache
 
     @property
     def emulated(self) -> bool:
@@ -711,9 +713,12 @@ def _kvm_verdict(cache: Cache, timeout_s: float, progress: Callable[[str], None]
     try:
         with cache.entry("accel", key) as entry:
             if entry.hit:
-                data = json.loads((entry.path / "verdict.json").read_text())
+                verdict_file = entry.path / "verdict.json"
+                data = json.loads(verdict_file.read_text())
+                when = data.get("probed_at") or datetime.fromtimestamp(
+                    verdict_file.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
                 return Accelerator(data["name"], data["reason"], tb_size_mib=data.get("tb_size_mib"),
-                                   probed=True, cached=True)
+                                   probed=True, cached=True, probed_at=when)
             assert entry.work is not None
             if progress is not None:
                 progress(f"probing whether KVM really boots a guest (once per machine; up to "
@@ -722,6 +727,7 @@ def _kvm_verdict(cache: Cache, timeout_s: float, progress: Callable[[str], None]
             (entry.work / "verdict.json").write_text(json.dumps({
                 "name": verdict.name, "reason": verdict.reason, "tb_size_mib": verdict.tb_size_mib,
                 "host_kernel": os.uname().release, "vmm": qemu_version(),
+                "probed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }, indent=2))
             return verdict
     except _NotCacheable as exc:
