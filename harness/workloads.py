@@ -154,17 +154,17 @@ def _validate(name: str, path: Path, data: dict) -> Workload:
 
 def available(builds_dir: Path | None = None) -> list[str]:
     """Names of the workloads defined under builds/."""
-    builds_dir = builds_dir or default_builds_dir()
-    if not builds_dir.is_dir():
-        return []
-    return sorted(
-        p.name for p in builds_dir.iterdir() if (p / "workload.toml").is_file() and NAME_RE.match(p.name)
-    )
+    return [name for name in _defined(builds_dir) if NAME_RE.match(name)]
 
 
 def misnamed(builds_dir: Path | None = None) -> list[str]:
     """Folders that hold a workload.toml under a name no workload may have: said, never skipped silently."""
+    return [name for name in _defined(builds_dir) if not NAME_RE.match(name)]
+
+
+def _defined(builds_dir: Path | None) -> list[str]:
+    """Every folder under builds/ that holds a workload.toml, valid name or not."""
     builds_dir = builds_dir or default_builds_dir()
     if not builds_dir.is_dir():
         return []
-    return sorted(p.name for p in builds_dir.iterdir() if (p / "workload.toml").is_file() and not NAME_RE.match(p.name))
+    return sorted(p.name for p in builds_dir.iterdir() if (p / "workload.toml").is_file())

@@ -13,7 +13,6 @@ forced, and the output says why; nor are memory figures of different kinds
 from __future__ import annotations
 
 import math
-
 import warnings
 from dataclasses import dataclass, field
 from typing import Any

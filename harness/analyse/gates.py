@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.analyse.metrics import Metric, cell_key, get
 from harness import forms
+from harness.analyse.metrics import Metric, cell_key, get
 from harness.errors import UsageError
 
 STATISTICS = ("median", "p25", "p75", "min", "max", "mean", "stdev", "n", "ci95_low", "ci95_high", "outliers")

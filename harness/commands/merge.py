@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
-def merge_runs(runs: list[Path], out: Path, force: bool = False) -> Path:
+def merge_runs(runs: list[Path], out: Path, force: bool = False) -> tuple[Path, dict]:
+    """Write the merged run; returns its file and what was written."""
     files = [results_file.resolve(r) for r in runs]
     for i, f in enumerate(files):
         if any(f.resolve() == g.resolve() for g in files[:i]):
@@ -34,13 +35,13 @@ def merge_runs(runs: list[Path], out: Path, force: bool = False) -> Path:
     doc = merge(sources, force)
     path = results_file.claim_out_dir(out) / results_file.FILENAME
     results_file.write_atomic(path, doc)
-    return path
+    return path, doc
 
 
 def main(args: argparse.Namespace) -> int:
-    path = merge_runs(args.runs, args.out, args.force)
+    path, doc = merge_runs(args.runs, args.out, args.force)
     print(f"merged {len(args.runs)} runs: {path}")
-    missing = (results_file.load(path).get("settings") or {}).get("merge_missing")
+    missing = doc["settings"].get("merge_missing")
     if missing:
         print(f"harness: note: no slice measured {len(missing)} cell(s) of the matrix: {', '.join(missing)}; "
               f"merge the missing slice too", file=sys.stderr)

@@ -50,7 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-stand-ins", action="store_true",
                    help="when the Alpine base cannot be had, build a marked Alpine-like stand-in "
                         "from Debian packages instead of reporting alpine unavailable")
-    p.add_argument("--alpine-base", default=None, metavar="REF", help="Alpine base image (default alpine:3.20); it must hold /etc/alpine-release, "
+    p.add_argument("--alpine-base", default=None, metavar="REF",
+                   help="Alpine base image (default alpine:3.20); it must hold /etc/alpine-release, "
                         "else the alpine cells are unavailable")
     p.add_argument("--memory", default=None, metavar="SIZE",
                    help="guest memory for VM and unikernel forms, with a unit (e.g. 512Mi); forms have defaults")

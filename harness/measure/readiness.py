@@ -2,7 +2,8 @@
 
 Console readiness is judged by the form as lines arrive; network readiness is
 polled from the host: a TCP connection the workload accepts and holds, or
-an HTTP GET that must return the expected status. Probes are short and repeated until a deadline.
+an HTTP GET that must return the expected status. Probes are short and
+repeated until a deadline.
 """
 
 from __future__ import annotations

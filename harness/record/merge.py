@@ -26,6 +26,12 @@ class Source:
     path: Path
     data: dict[str, Any]
 
+    @property
+    def shard(self) -> dict[str, Any]:
+        """What `run --shard` recorded: the slice's spec and the whole matrix it was cut from."""
+        shard = (self.data.get("settings") or {}).get("shard")
+        return shard if isinstance(shard, dict) else {}
+
 
 # Settings that change what a figure means: runs that differ in them are not one experiment.
 KEY_SETTINGS = ("reps", "warmup", "timeout_s", "allow_stand_ins", "options")
@@ -58,13 +64,18 @@ def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [f"{k}: {sa.get(k)} vs {sb.get(k)}" for k in KEY_SETTINGS if sa.get(k) != sb.get(k)]
 
 
-def _order(sources: list[Source], cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Back into the matrix's order when every shard recorded the same full matrix; else as given."""
-    fulls = {tuple((s.data.get("settings") or {}).get("shard", {}).get("matrix_cells") or ()) for s in sources}
-    if len(fulls) == 1 and (full := next(iter(fulls))):
-        rank = {key: i for i, key in enumerate(full)}
-        return sorted(cells, key=lambda c: rank.get(f"{c['workload']}:{c['form']}", len(rank)))
-    return cells
+def _full_matrix(sources: list[Source]) -> tuple[str, ...]:
+    """The whole matrix, when every source is a slice of the same one; else empty."""
+    fulls = {tuple(s.shard.get("matrix_cells") or ()) for s in sources}
+    return next(iter(fulls)) if len(fulls) == 1 else ()
+
+
+def _order(full: tuple[str, ...], cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Back into the matrix's order when the slices recorded it; else as given."""
+    if not full:
+        return cells
+    rank = {key: i for i, key in enumerate(full)}
+    return sorted(cells, key=lambda c: rank.get(f"{c['workload']}:{c['form']}", len(rank)))
 
 
 def merge(sources: list[Source], force: bool = False) -> dict[str, Any]:
@@ -84,13 +95,12 @@ def merge(sources: list[Source], force: bool = False) -> dict[str, Any]:
             raise UsageError(f"{first.path} and {s.path} were measured with different settings "
                              f"({'; '.join(diffs[:3])}); merge only alike runs, or pass --force")
         forced += [f"{first.path} vs {s.path}: {d}" for d in diffs]
-    specs = [((s.data.get("settings") or {}).get("shard") or {}).get("spec") for s in sources]
-    splits = {str(spec).split("/")[-1] for spec in specs if spec}
-    if len(splits) > 1 and not force:
-        raise UsageError(f"the runs are slices of different splits ({', '.join(str(x) for x in specs if x)}); "
-                         f"merge the slices of one --shard K/N, or pass --force")
-    if len(splits) > 1:
-        forced.append(f"slices of different splits: {', '.join(str(x) for x in specs if x)}")
+    specs = [str(s.shard["spec"]) for s in sources if s.shard.get("spec")]
+    if len({spec.split("/")[-1] for spec in specs}) > 1:
+        if not force:
+            raise UsageError(f"the runs are slices of different splits ({', '.join(specs)}); "
+                             f"merge the slices of one --shard K/N, or pass --force")
+        forced.append(f"slices of different splits: {', '.join(specs)}")
     seen: dict[str, Path] = {}
     cells: list[dict[str, Any]] = []
     for s in sources:
@@ -100,18 +110,17 @@ def merge(sources: list[Source], force: bool = False) -> dict[str, Any]:
                 raise UsageError(f"cell {key} is in both {seen[key]} and {s.path}; merge each cell from one run only")
             seen[key] = s.path
             cells.append({**c, "merged_from": str(s.path)})
-    cells = _order(sources, cells)
+    full = _full_matrix(sources)
+    cells = _order(full, cells)
     env = dict(first.data.get("environment") or {})
     env["accelerators"] = sorted({a for s in sources for a in (s.data.get("environment") or {}).get("accelerators") or []})
     settings = dict(first.data.get("settings") or {})
     settings.pop("shard", None)
     settings["cells"] = [f"{c['workload']}:{c['form']}" for c in cells]
-    # Slices of one matrix record it whole: a cell of it no slice measured is named, not lost.
-    fulls = {tuple((s.data.get("settings") or {}).get("shard", {}).get("matrix_cells") or ()) for s in sources}
-    if len(fulls) == 1 and (full := next(iter(fulls))):
+    if full:  # a cell of the matrix that no slice measured is named, not lost
         settings["merge_missing"] = [key for key in full if key not in settings["cells"]]
     settings["merged_from"] = [{"path": str(s.path), "run_id": (s.data.get("settings") or {}).get("run_id"),
-                                "shard": ((s.data.get("settings") or {}).get("shard") or {}).get("spec"),
+                                "shard": s.shard.get("spec"),
                                 "created": s.data.get("created"),
                                 "settings": {k: (s.data.get("settings") or {}).get(k) for k in KEY_SETTINGS},
                                 "environment": s.data.get("environment")} for s in sources]

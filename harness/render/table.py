@@ -112,10 +112,10 @@ def footnotes(results: dict[str, Any], shown: Sequence[str] = metrics.DEFAULT) -
     if isinstance(missing, list) and missing:
         notes.append(f"merged from slices that lack {len(missing)} cell(s) of the matrix; "
                      f"not measured: {', '.join(map(str, missing))}")
-    shard = settings.get("shard") or {}
     if not cells and not interrupted:
-        notes.append(f"no cell in this run: slice {shard['spec']} of a {len(shard.get('matrix_cells') or [])}-cell "
-                     f"matrix is empty" if isinstance(shard, dict) and shard.get("spec") else "no cell in this run")
+        shard = settings.get("shard") if isinstance(settings.get("shard"), dict) else {}
+        notes.append(f"no cell in this run: slice {shard['spec']} of a {len(shard.get('matrix_cells') or [])}"
+                     f"-cell matrix is empty" if shard.get("spec") else "no cell in this run")
     if settings.get("merged_with_force"):
         diffs = settings.get("merge_differences") or []
         notes.append("merged with --force from runs measured differently"

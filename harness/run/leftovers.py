@@ -8,9 +8,9 @@ one place per machine (/run/harness/<run id>.json: its process, start time,
 temp folder and results file; when it ends, a note of when, in
 /run/harness/ended, kept while a run that was alive then is still measuring)
 and keeps its temporary files in one folder of its own; its containers carry
-the same facts as labels. The next run removes whatever belongs to a run whose process is gone, through the same cleanup
-each form does at the end of a run, and marks that run's results file as
-interrupted. /run is emptied at boot, so after a power loss every
+the same facts as labels. The next run removes whatever belongs to a run
+whose process is gone, through the same cleanup each form does at the end of
+a run, and marks that run's results file as interrupted. /run is emptied at boot, so after a power loss every
 registration is gone and every labelled container or harness cgroup is an
 orphan.
 """
@@ -22,7 +22,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -99,16 +99,22 @@ def retire(run_id: str, folder: Path | None) -> None:
     _prune_ended()
 
 
-def _prune_ended() -> None:
-    """Drop the notes no live run can need: those of runs that ended before every live one began."""
-    live = [o.started for o in owners() if o.alive()]
-    oldest = min(live, default=float("inf"))
+def _ended_notes() -> Iterator[tuple[Path, str, float]]:
+    """(file, run id, end time) of each readable end note."""
     for entry in (registry() / ENDED).glob("*.json"):
         try:
-            if json.loads(entry.read_text())["ended"] < oldest:
-                entry.unlink()
+            note = json.loads(entry.read_text())
+            yield entry, str(note["run_id"]), float(note["ended"])
         except (OSError, ValueError, TypeError, KeyError):
-            continue
+            continue  # being written right now, or not ours
+
+
+def _prune_ended() -> None:
+    """Drop the notes no live run can need: those of runs that ended before every live one began."""
+    oldest = min((o.started for o in owners() if o.alive()), default=float("inf"))
+    for entry, _, ended in _ended_notes():
+        if ended < oldest:
+            entry.unlink(missing_ok=True)
 
 
 def release(run_id: str, folder: Path | None) -> None:
@@ -139,14 +145,7 @@ def others_running(run_id: str) -> list[Owner]:
 def others_since(run_id: str, since: float) -> set[str]:
     """Other runs alive at any moment from `since` (time.time()) until now, the short ones too."""
     found = {o.run_id for o in others_running(run_id)}  # live ones first: see retire()
-    for entry in (registry() / ENDED).glob("*.json"):
-        try:
-            note = json.loads(entry.read_text())
-            if note["ended"] >= since and note["run_id"] != run_id:
-                found.add(str(note["run_id"]))
-        except (OSError, ValueError, TypeError, KeyError):
-            continue
-    return found
+    return found | {rid for _, rid, ended in _ended_notes() if ended >= since and rid != run_id}
 
 
 def _mark_interrupted(results: str | None, by_run: str) -> None:
